@@ -1,0 +1,1 @@
+"""Fill-in-the-middle completion: context, templates, post-processing and the engine that ties them."""

@@ -1,0 +1,1 @@
+"""The client of the Cube AI proxy: wire requests, HTTP transport, errors."""
