@@ -1,0 +1,125 @@
+"""Settings of the auth service: one frozen dataclass, validated on construction, readable from env.
+
+Every field has a type, a default and a one-line doc; :meth:`AuthSettings.from_env` reads
+``CUBE_AUTH_<FIELD>`` variables (``CUBE_AUTH_ACCESS_TOKEN_TTL=12h``) and fails with the variable's name.
+Production defaults are the safe ones: self-registration off, argon2id with OWASP's parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import platformdirs
+
+from cube_stack.auth.errors import AuthSettingsError, MalformedError
+from cube_stack.auth.validation import parse_duration
+
+ENV_PREFIX = "CUBE_AUTH_"
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def default_data_dir() -> Path:
+    """Return the per-user data directory of the embedded auth service."""
+    return platformdirs.user_data_path("cube-stack") / "auth"
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """How the auth service stores data, signs tokens and treats users."""
+
+    # SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db.
+    # Unset (empty): SQLite at <data_dir>/auth.db.
+    database_url: str = ""
+    database_schema: str | None = None  # PostgreSQL schema (search_path); unset: the server's default
+    data_dir: Path = field(default_factory=default_data_dir)  # where the embedded SQLite file lives
+    issuer: str = "supermq.auth"  # JWT `iss`; SuperMQ clients check this exact value
+    access_token_ttl: timedelta = timedelta(hours=1)  # SuperMQ's default MG_AUTH_ACCESS_TOKEN_DURATION
+    refresh_token_ttl: timedelta = timedelta(hours=24)  # SuperMQ's default MG_AUTH_REFRESH_TOKEN_DURATION
+    pat_max_ttl: timedelta = timedelta(days=365)  # longest lifetime a personal access token may ask for
+    allow_self_register: bool = False  # true: anonymous POST /users creates a plain user (role ignored)
+    password_pattern: str = r"^.{8,}$"  # every password must match (SuperMQ's MG_USERS_PASS_REGEX default)
+    # argon2id parameters; defaults are OWASP's (19 MiB, 2 iterations, 1 lane). Lower only in tests.
+    argon2_time_cost: int = 2
+    argon2_memory_kib: int = 19456
+    argon2_parallelism: int = 1
+    max_body_bytes: int = 64 * 1024  # larger request bodies get 413 before they are read
+    key_reload_interval: timedelta = timedelta(seconds=30)  # least time between key reloads on unknown kid
+    jwks_max_age: int = 900  # Cache-Control max-age of the JWKS, as SuperMQ
+    # Bootstrap super admin, created at start when all three are set and the username is free.
+    admin_username: str | None = None
+    admin_email: str | None = None
+    admin_password: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.database_url and not self.database_url.startswith(
+            ("sqlite+aiosqlite://", "postgresql+asyncpg://")
+        ):
+            raise AuthSettingsError(
+                "database_url", "expected a sqlite+aiosqlite:// or postgresql+asyncpg:// URL"
+            )
+        if self.database_schema is not None and not _SCHEMA_NAME.match(self.database_schema):
+            raise AuthSettingsError("database_schema", "expected a lower-case SQL identifier")
+        for name in ("access_token_ttl", "refresh_token_ttl", "pat_max_ttl"):
+            if getattr(self, name) <= timedelta(0):
+                raise AuthSettingsError(name, "must be positive")
+        if self.argon2_time_cost < 1 or self.argon2_parallelism < 1:
+            raise AuthSettingsError("argon2_time_cost", "time cost and parallelism must be at least 1")
+        if self.argon2_memory_kib < 8 * self.argon2_parallelism:
+            raise AuthSettingsError("argon2_memory_kib", "must be at least 8 KiB per lane")
+        if self.max_body_bytes < 1024:
+            raise AuthSettingsError("max_body_bytes", "must be at least 1024")
+        try:
+            re.compile(self.password_pattern)
+        except re.error as exc:
+            raise AuthSettingsError("password_pattern", f"not a regular expression: {exc}") from None
+        admin = (self.admin_username, self.admin_email, self.admin_password)
+        if any(admin) and not all(admin):
+            raise AuthSettingsError(
+                "admin_username", "set admin_username, admin_email and admin_password together"
+            )
+
+    @property
+    def effective_database_url(self) -> str:
+        """Return the database URL, defaulting to SQLite in the data directory."""
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'auth.db'}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: object) -> AuthSettings:
+        """Build settings from ``CUBE_AUTH_*`` variables; ``overrides`` win over the environment."""
+        values: dict[str, object] = {}
+        for f in dataclasses.fields(cls):
+            name = ENV_PREFIX + f.name.upper()
+            if name not in environ:
+                continue
+            raw = environ[name]
+            values[f.name] = _convert(name, f.type, raw)
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _convert(name: str, kind: object, raw: str) -> object:
+    kind = str(kind)
+    if kind == "bool":
+        if raw.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if raw.lower() in {"0", "false", "no", "off"}:
+            return False
+        raise AuthSettingsError(name, f"expected true or false, got {raw!r}")
+    if kind == "int":
+        try:
+            return int(raw)
+        except ValueError:
+            raise AuthSettingsError(name, f"expected an integer, got {raw!r}") from None
+    if kind == "timedelta":
+        try:
+            return parse_duration(raw, name)
+        except MalformedError:
+            raise AuthSettingsError(name, f"expected a duration such as '1h', got {raw!r}") from None
+    if kind == "Path":
+        return Path(raw)
+    return raw or None if "None" in kind else raw
