@@ -30,8 +30,12 @@ _LANGUAGES: dict[str, LanguageInfo] = {
     info.name: info
     for info in (
         LanguageInfo("python", "tree_sitter_python", "language", "#", (".py", ".pyi")),
-        LanguageInfo("javascript", "tree_sitter_javascript", "language", "//", (".js", ".mjs", ".cjs", ".jsx")),
-        LanguageInfo("typescript", "tree_sitter_typescript", "language_typescript", "//", (".ts", ".mts", ".cts")),
+        LanguageInfo(
+            "javascript", "tree_sitter_javascript", "language", "//", (".js", ".mjs", ".cjs", ".jsx")
+        ),
+        LanguageInfo(
+            "typescript", "tree_sitter_typescript", "language_typescript", "//", (".ts", ".mts", ".cts")
+        ),
         LanguageInfo("tsx", "tree_sitter_typescript", "language_tsx", "//", (".tsx",)),
         LanguageInfo("go", "tree_sitter_go", "language", "//", (".go",)),
         LanguageInfo("rust", "tree_sitter_rust", "language", "//", (".rs",)),

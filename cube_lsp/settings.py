@@ -112,7 +112,9 @@ class Settings:
     def __repr__(self) -> str:
         # The token must never reach a log line through a repr.
         shown = "***" if self.token else None
-        return f"Settings(endpoint={self.endpoint!r}, domain={self.domain!r}, token={shown}, api={self.api!r})"
+        return (
+            f"Settings(endpoint={self.endpoint!r}, domain={self.domain!r}, token={shown}, api={self.api!r})"
+        )
 
 
 def to_camel(name: str) -> str:
@@ -163,7 +165,9 @@ def _check_invariants(settings: Settings, errors: list[SettingsError]) -> Settin
     comp = settings.completion
     fixes: dict[str, Any] = {}
     if comp.debounce_ms is not None and not 0 <= comp.debounce_ms <= 5000:
-        errors.append(SettingsError("completion.debounceMs", f"must be 0..5000 or null, got {comp.debounce_ms}"))
+        errors.append(
+            SettingsError("completion.debounceMs", f"must be 0..5000 or null, got {comp.debounce_ms}")
+        )
         fixes["debounce_ms"] = None
     if not 64 <= comp.max_prompt_tokens <= 131072:
         errors.append(
@@ -191,7 +195,9 @@ def _check_invariants(settings: Settings, errors: list[SettingsError]) -> Settin
                 settings, timeouts=dataclasses.replace(settings.timeouts, **{name: getattr(Timeouts, name)})
             )
     if settings.endpoint is not None and not settings.endpoint.startswith(("http://", "https://")):
-        errors.append(SettingsError("endpoint", f"must be an http:// or https:// URL, got {settings.endpoint!r}"))
+        errors.append(
+            SettingsError("endpoint", f"must be an http:// or https:// URL, got {settings.endpoint!r}")
+        )
         settings = dataclasses.replace(settings, endpoint=None)
     return settings
 

@@ -1,0 +1,141 @@
+"""`cube`: the command line over the same engines as the language server.
+
+``cube complete FILE:LINE:COL`` prints the completion the editor would show at that place (LINE and
+COL are 1-based and count characters, as editors display them). Exit status: 0 a completion was
+printed, 1 the model had nothing to add there, 2 bad arguments or settings, 3 the proxy failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from cube_lsp import __version__
+from cube_lsp.completion.engine import CompletionEngine, CompletionInput
+from cube_lsp.cube.client import CubeClient
+from cube_lsp.errors import CubeError
+from cube_lsp.languages import language_for_path
+from cube_lsp.settings import Models, Settings, load_settings_file, parse_settings
+
+EXIT_OK, EXIT_EMPTY, EXIT_USAGE, EXIT_PROXY = 0, 1, 2, 3
+_LOCATION = re.compile(r"^(?P<path>.+):(?P<line>\d+):(?P<col>\d+)$")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of `cube`."""
+    parser = argparse.ArgumentParser(prog="cube", description="Confidential AI coding assistance")
+    parser.add_argument("--version", action="version", version=f"cube {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    complete = commands.add_parser("complete", help="print the completion at FILE:LINE:COL")
+    complete.add_argument("location", metavar="FILE:LINE:COL", help="1-based line and column")
+    _add_connection_arguments(complete)
+    complete.add_argument("--language", help="LSP languageId (default: from the file extension)")
+    return parser
+
+
+def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--settings", metavar="FILE", help="settings JSON (the cube-lsp settings contract)")
+    parser.add_argument("--endpoint", help="proxy base URL (overrides settings)")
+    parser.add_argument("--domain", help="domain id (overrides settings)")
+    parser.add_argument("--token", help="bearer token (overrides settings and CUBE_TOKEN)")
+    parser.add_argument("--model", help="completion model (overrides settings)")
+    parser.add_argument("--api", choices=["ollama", "openai"], help="proxy wire format (overrides settings)")
+
+
+def load_cli_settings(args: argparse.Namespace) -> Settings:
+    """Merge --settings FILE with the flags given on the command line; raise on invalid settings."""
+    if args.settings:
+        settings, errors = load_settings_file(args.settings)
+    else:
+        settings, errors = parse_settings({})
+    if errors:
+        raise CubeError("; ".join(error.message for error in errors), code="settings.invalid")
+    overrides: dict[str, Any] = {
+        key: getattr(args, key) for key in ("endpoint", "domain", "token", "api") if getattr(args, key)
+    }
+    if args.model:
+        overrides["models"] = replace(settings.models or Models(), completion=args.model)
+    settings = replace(settings, **overrides)
+    if not settings.endpoint or not settings.domain:
+        raise CubeError(
+            "no proxy configured: pass --endpoint and --domain, or --settings FILE", code="settings.missing"
+        )
+    return settings
+
+
+def parse_location(location: str) -> tuple[Path, int, int]:
+    """Split FILE:LINE:COL (1-based) into a path and 0-based line and column."""
+    match = _LOCATION.match(location)
+    if match is None or int(match["line"]) < 1 or int(match["col"]) < 1:
+        raise CubeError(f"expected FILE:LINE:COL with 1-based numbers, got {location!r}", code="cli.location")
+    return Path(match["path"]), int(match["line"]) - 1, int(match["col"]) - 1
+
+
+def completion_input(path: Path, line: int, column: int, language: str | None) -> CompletionInput:
+    """Read the file and locate the cursor; raise CubeError with a clear message on bad input."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CubeError(f"cannot read {path}: {exc.strerror}", code="cli.file") from exc
+    if b"\x00" in data[:8192]:
+        raise CubeError(f"{path} looks binary; not completing it", code="cli.binary")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CubeError(f"{path} is not UTF-8 (byte {exc.start})", code="cli.encoding") from exc
+    lines = text.split("\n")
+    if line >= len(lines):
+        raise CubeError(f"{path} has {len(lines)} lines; line {line + 1} does not exist", code="cli.location")
+    offset = sum(len(current) + 1 for current in lines[:line]) + min(column, len(lines[line]))
+    info = language_for_path(str(path))
+    return CompletionInput(
+        uri=path.resolve().as_uri(),
+        language_id=language or (info.name if info else "plaintext"),
+        path=str(path),
+        text=text,
+        offset=offset,
+        automatic=False,
+    )
+
+
+async def run_complete(settings: Settings, request: CompletionInput) -> str | None:
+    """Ask the proxy for one completion through the same engine the server uses."""
+    async with CubeClient(settings) as client:
+        engine = CompletionEngine(client, settings=settings.completion, model=settings.models.completion)
+        result = await engine.complete(request)
+        await engine.aclose()
+    return result.text if result is not None else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `cube` command line."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_cli_settings(args)
+        path, line, column = parse_location(args.location)
+        request = completion_input(path, line, column, args.language)
+    except CubeError as error:
+        print(f"cube: {error.message}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        text = asyncio.run(run_complete(settings, request))
+    except CubeError as error:
+        print(f"cube: {error.message} [{error.code}]", file=sys.stderr)
+        return EXIT_PROXY
+    except KeyboardInterrupt:
+        return 130
+    if not text:
+        print("cube: no completion at this position", file=sys.stderr)
+        return EXIT_EMPTY
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
