@@ -30,12 +30,17 @@ class Document:
     language_id: str
     version: int
     text: str
+    too_large: bool = False  # over MAX_DOCUMENT_CHARS: the text is dropped and completion is off
     _starts: list[int] = field(default_factory=lambda: [0], repr=False)
 
-    @property
-    def too_large(self) -> bool:
-        """Whether the document exceeds MAX_DOCUMENT_CHARS (completion is off for it)."""
-        return len(self.text) > MAX_DOCUMENT_CHARS
+    def __post_init__(self) -> None:
+        self._check_size()
+
+    def _check_size(self) -> None:
+        if len(self.text) > MAX_DOCUMENT_CHARS:
+            self.text = ""
+            self.too_large = True
+            self._starts = [0]
 
     @property
     def binary(self) -> bool:
@@ -104,14 +109,17 @@ class Document:
         change and a deletion race); a start after the end is treated as the end.
         """
         if start is None or end is None:
-            self.text = text
-            self._starts = [0]
+            self.text, self.too_large, self._starts = text, False, [0]
+            self._check_size()
             return
+        if self.too_large:
+            return  # an edit of text we did not keep cannot be applied; wait for a full change
         begin = self._clamped_offset(start, encoding)
         finish = max(begin, self._clamped_offset(end, encoding))
         self.text = self.text[:begin] + text + self.text[finish:]
         # Line starts up to and including the edited line are unchanged; drop the rest.
         del self._starts[max(start[0], 0) + 1 :]
+        self._check_size()
 
     def _clamped_offset(self, position: tuple[int, int], encoding: Encoding) -> int:
         offset = self.offset_at(max(position[0], 0), max(position[1], 0), encoding)

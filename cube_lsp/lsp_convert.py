@@ -54,7 +54,7 @@ def lsp_completion_list(
         kind=types.CompletionItemKind.Snippet,
         detail=AI_DETAIL,
         label_details=types.CompletionItemLabelDetails(description=AI_DETAIL),
-        documentation=types.MarkupContent(kind=types.MarkupKind.PlainText, value=result.text),
+        documentation=result.text,  # a plain string: every client accepts it
         filter_text=typed + result.text.split("\n", 1)[0],
         sort_text="\x00",
         text_edit=types.TextEdit(range=edit_range, new_text=typed + result.text),

@@ -19,6 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, lsp_method
 from pygls.uris import to_fs_path
@@ -50,6 +51,19 @@ class CubeProtocol(LanguageServerProtocol):
     """pygls' protocol with document sync routed to our DocumentStore."""
 
     _server: CubeLanguageServer
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        """Parse a message; a request with malformed params gets an InvalidParams error response.
+
+        pygls raises for such a request without answering it, which leaves the client waiting forever.
+        """
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as error:
+            msg_id = data.get("id") if isinstance(data, dict) else None
+            if "method" in data and isinstance(msg_id, int | str):
+                self._send_response(msg_id, error=error.to_response_error())
+            raise
 
     @lsp_method(types.TEXT_DOCUMENT_DID_OPEN)
     def lsp_text_document__did_open(self, params: types.DidOpenTextDocumentParams) -> None:
@@ -330,6 +344,21 @@ async def _pull_configuration(ls: CubeLanguageServer) -> Mapping[str, Any] | Non
     return first if isinstance(first, Mapping) else None
 
 
+def redact_library_records(record: logging.LogRecord) -> bool:
+    """Keep only the first line of pygls' log records, without arguments or tracebacks.
+
+    pygls logs whole messages and deserialisation tracebacks, which quote document text and
+    settings (tokens). Our own records never contain them, so they pass unchanged.
+    """
+    if record.name.startswith("pygls"):
+        message = record.getMessage() if not record.args else str(record.msg)
+        record.msg = message.split("\n", 1)[0][:200]
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+    return True
+
+
 def _completion_id_of(params: Any) -> str | None:
     """Find the completion id in a cube/didShowCompletion notification (Copilot's `item` shape too)."""
     if hasattr(params, "_asdict"):
@@ -372,6 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else logging.StreamHandler(sys.stderr)
     )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(redact_library_records)
     logging.basicConfig(level=args.log_level, handlers=[handler])
     # pygls logs whole messages (document text included) at INFO/DEBUG: keep them out of the log.
     logging.getLogger("pygls").setLevel(logging.WARNING)

@@ -1,8 +1,3 @@
 """Shared fixtures: the SCRIPTED BACKEND (tests/support) is available to every test package."""
 
-from tests.support.fixtures import (  # noqa: F401 - imported fixtures are used by name
-    scripted_backend,
-    scripted_backend_mtls,
-    scripted_backend_tls,
-    tls_files,
-)
+from tests.support.fixtures import *  # noqa: F403 - pytest finds the fixtures by name

@@ -75,4 +75,11 @@ def test_position_at_is_inverse_of_offset_at():
 def test_size_and_binary_flags():
     assert doc("\x00\x01binary").binary
     assert not doc("text").binary
-    assert doc("x" * 4_000_001).too_large
+    big = doc("x" * 4_000_001)
+    assert big.too_large
+    assert big.text == ""  # not kept: memory stays bounded
+    big.apply_change("y", (0, 0), (0, 0))
+    assert big.too_large
+    big.apply_change("small again")
+    assert not big.too_large
+    assert big.text == "small again"
