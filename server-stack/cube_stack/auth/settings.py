@@ -37,6 +37,9 @@ class AuthSettings:
     database_url: str = ""
     database_schema: str | None = None  # PostgreSQL schema (search_path); unset: the server's default
     data_dir: Path = field(default_factory=default_data_dir)  # where the embedded SQLite file lives
+    # SQLite PRAGMA synchronous: "full" syncs every commit (a revocation survives power loss);
+    # "normal" or "off" are faster and meant for tests and throw-away data.
+    sqlite_synchronous: str = "full"
     issuer: str = "supermq.auth"  # JWT `iss`; SuperMQ clients check this exact value
     access_token_ttl: timedelta = timedelta(hours=1)  # SuperMQ's default MG_AUTH_ACCESS_TOKEN_DURATION
     refresh_token_ttl: timedelta = timedelta(hours=24)  # SuperMQ's default MG_AUTH_REFRESH_TOKEN_DURATION
@@ -62,6 +65,8 @@ class AuthSettings:
             raise AuthSettingsError(
                 "database_url", "expected a sqlite+aiosqlite:// or postgresql+asyncpg:// URL"
             )
+        if self.sqlite_synchronous not in ("full", "normal", "off"):
+            raise AuthSettingsError("sqlite_synchronous", "expected full, normal or off")
         if self.database_schema is not None and not _SCHEMA_NAME.match(self.database_schema):
             raise AuthSettingsError("database_schema", "expected a lower-case SQL identifier")
         for name in ("access_token_ttl", "refresh_token_ttl", "pat_max_ttl"):

@@ -53,15 +53,19 @@ def _guard_aiosqlite_logs() -> None:
         logger.addFilter(_DropAiosqliteCalls())
 
 
-def _sqlite_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
-    # The driver's own transaction handling skips BEGIN before DDL; take it over (SQLAlchemy's
-    # documented aiosqlite recipe) so a migration is one atomic transaction, as on PostgreSQL.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
+def _sqlite_connect_hook(synchronous: str) -> Any:
+    def connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # The driver's own transaction handling skips BEGIN before DDL; take it over (SQLAlchemy's
+        # documented aiosqlite recipe) so a migration is one atomic transaction, as on PostgreSQL.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")  # validated by AuthSettings
+        cursor.close()
+
+    return connect
 
 
 def _sqlite_begin(conn: Any) -> None:
@@ -81,7 +85,7 @@ def create_engine(settings: AuthSettings) -> AsyncEngine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         _guard_aiosqlite_logs()
         engine = create_async_engine(url, hide_parameters=True)
-        event.listen(engine.sync_engine, "connect", _sqlite_connect)
+        event.listen(engine.sync_engine, "connect", _sqlite_connect_hook(settings.sqlite_synchronous))
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     connect_args: dict[str, Any] = {}

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 
 ADMIN = {"username": "admin", "email": "admin@example.com", "password": "admin-password-1"}
 START = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -81,3 +82,8 @@ def assert_error(response: httpx.Response, status: int, code: str) -> None:
     body = response.json()
     assert body["code"] == code, body
     assert isinstance(body["message"], str) and body["message"]
+
+
+# Input-validation tables exercise parsing, not storage: run them on SQLite only (overrides the
+# parametrised `backend` fixture by direct parametrisation).
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from cube_auth_testkit import ADMIN, Account, assert_error, bearer, login, user_body
+from cube_auth_testkit import ADMIN, Account, assert_error, bearer, login, sqlite_only, user_body
 from cube_stack.auth import AuthService
 
 
@@ -25,6 +25,7 @@ async def test_admin_may_create_admin(client: httpx.AsyncClient, admin_token: st
     assert response.json()["role"] == "admin"
 
 
+@sqlite_only
 @pytest.mark.parametrize(
     ("change", "code"),
     [
@@ -59,6 +60,7 @@ async def test_self_registration_ignores_role(client: httpx.AsyncClient) -> None
     assert "verified_at" not in response.json()
 
 
+@sqlite_only
 @pytest.mark.parametrize(
     ("body", "code"),
     [
@@ -86,6 +88,7 @@ async def test_login_by_username_and_email(client: httpx.AsyncClient, alice: Acc
     assert profile.json()["id"] == alice.id
 
 
+@sqlite_only
 @pytest.mark.parametrize("identity", ["alice", "nobody", "nobody@example.com"])
 async def test_bad_credentials(client: httpx.AsyncClient, alice: Account, identity: str) -> None:
     response = await client.post(
