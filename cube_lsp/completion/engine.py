@@ -30,7 +30,7 @@ from typing import Protocol
 from cube_lsp.completion.cache import CompletionCache
 from cube_lsp.completion.debounce import AdaptiveDebounce
 from cube_lsp.completion.multiline import decide_multiline
-from cube_lsp.completion.postprocess import PostprocessConfig, postprocess
+from cube_lsp.completion.postprocess import DEFAULT_STOP_TOKENS, PostprocessConfig, postprocess
 from cube_lsp.completion.prompt import build_fim_request
 from cube_lsp.completion.types import Candidate, CursorContext, Snippet
 from cube_lsp.cube.requests import FimRequest
@@ -147,9 +147,9 @@ class CompletionEngine:
         """Return a completion for ``request``, or None when there is nothing (good) to show."""
         if not self.settings.enabled or self.backend is None:
             return None
-        hit = self.cache.lookup(request.uri, self.model, request.text, request.offset)
-        if hit is not None:
-            return CompletionResult(_new_id(), hit.text, hit.replace_suffix_chars, from_cache=True)
+        cached = self._from_cache(request)
+        if cached is not None:
+            return cached
 
         self._serial += 1
         serial = self._latest[request.uri] = self._serial
@@ -159,15 +159,26 @@ class CompletionEngine:
                 await self.sleep(self.debounce.delay(request.uri))
             if self._latest.get(request.uri) != serial:
                 return None  # a newer request for this document took over
+            cached = self._from_cache(request)  # a generation that ended during the debounce may answer
+            if cached is not None:
+                return cached
             generation, typed = self._start_generation(request), ""
         raw = await self._wait(generation)
         if raw is None or not raw.startswith(typed):
             return None
         return self._finish(request, raw[len(typed) :], generation.fim.stop)
 
+    def _from_cache(self, request: CompletionInput) -> CompletionResult | None:
+        hit = self.cache.lookup(request.uri, self.model, request.text, request.offset)
+        if hit is None:
+            return None
+        return CompletionResult(_new_id(), hit.text, hit.replace_suffix_chars, from_cache=True)
+
     def _finish(self, request: CompletionInput, raw: str, stops: tuple[str, ...]) -> CompletionResult | None:
         context = _cursor_context(request, self._multiline(request))
-        candidate = postprocess(Candidate(raw), context, PostprocessConfig(stop_tokens=stops))
+        # Our artefact list plus the template's stops; single-line cutting is the filters' job, not "\n".
+        config = PostprocessConfig(stop_tokens=DEFAULT_STOP_TOKENS + tuple(s for s in stops if s.strip()))
+        candidate = postprocess(Candidate(raw), context, config)
         if candidate is None or not candidate.text:
             return None
         self.cache.store(
