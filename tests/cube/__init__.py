@@ -1,0 +1,1 @@
+"""Tests of cube_lsp.cube: the proxy client, its transport and its errors."""
