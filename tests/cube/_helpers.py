@@ -8,11 +8,7 @@ from typing import Any
 from cube_lsp.cube.client import CubeClient
 from cube_lsp.cube.requests import FimRequest
 from cube_lsp.settings import Settings, merge_raw, parse_settings
-
-try:
-    from tests.support.scripted_backend import ScriptedBackend
-except ModuleNotFoundError:
-    from support.scripted_backend import ScriptedBackend  # type: ignore[no-redef]
+from tests.support.scripted_backend import ScriptedBackend
 
 FIM = FimRequest(
     model="qwen2.5-coder:1.5b",

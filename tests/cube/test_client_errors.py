@@ -11,15 +11,10 @@ import pytest
 from cube_lsp.cube.client import CubeClient
 from cube_lsp.cube.errors import ProxyError, ProxyModelNotFound, ProxyTimeout
 from cube_lsp.settings import Settings
+from tests.support.fixtures import SCRIPTED_TOKEN
+from tests.support.scripted_backend import Reply, ScriptedBackend
 
 from ._helpers import FIM, collect, settings_for
-
-try:
-    from tests.support.fixtures import SCRIPTED_TOKEN
-    from tests.support.scripted_backend import Reply, ScriptedBackend
-except ModuleNotFoundError:
-    from support.fixtures import SCRIPTED_TOKEN  # type: ignore[no-redef]
-    from support.scripted_backend import Reply, ScriptedBackend  # type: ignore[no-redef]
 
 APIS = ["ollama", "openai"]
 

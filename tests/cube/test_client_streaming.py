@@ -9,15 +9,10 @@ import pytest
 
 from cube_lsp.cube.client import CubeClient, StreamLimits
 from cube_lsp.cube.errors import ProxyError
+from tests.support.fixtures import SCRIPTED_TOKEN
+from tests.support.scripted_backend import Reply, ScriptedBackend
 
 from ._helpers import FIM, collect, settings_for
-
-try:
-    from tests.support.fixtures import SCRIPTED_TOKEN
-    from tests.support.scripted_backend import Reply, ScriptedBackend
-except ModuleNotFoundError:
-    from support.fixtures import SCRIPTED_TOKEN  # type: ignore[no-redef]
-    from support.scripted_backend import Reply, ScriptedBackend  # type: ignore[no-redef]
 
 
 async def test_ollama_streams_chunks_in_order(scripted_backend: ScriptedBackend) -> None:

@@ -6,13 +6,9 @@ import pytest
 
 from cube_lsp.cube.client import CubeClient
 from cube_lsp.cube.errors import ProxyError
+from tests.support.scripted_backend import Reply, ScriptedBackend
 
 from ._helpers import collect, settings_for
-
-try:
-    from tests.support.scripted_backend import Reply, ScriptedBackend
-except ModuleNotFoundError:
-    from support.scripted_backend import Reply, ScriptedBackend  # type: ignore[no-redef]
 
 
 async def test_ca_bundle_makes_a_private_ca_trusted(scripted_backend_tls: ScriptedBackend) -> None:

@@ -7,12 +7,8 @@ import json
 import httpx
 import pytest
 
-try:
-    from tests.support.fixtures import SCRIPTED_TOKEN
-    from tests.support.scripted_backend import Reply, ScriptedBackend
-except ModuleNotFoundError:
-    from support.fixtures import SCRIPTED_TOKEN  # type: ignore[no-redef]
-    from support.scripted_backend import Reply, ScriptedBackend  # type: ignore[no-redef]
+from tests.support.fixtures import SCRIPTED_TOKEN
+from tests.support.scripted_backend import Reply, ScriptedBackend
 
 AUTH = {"Authorization": f"Bearer {SCRIPTED_TOKEN}"}
 

@@ -17,13 +17,9 @@ from cube_lsp.cube.errors import ProxyError, ProxyTimeout
 from cube_lsp.cube.transport import make_transport, select_proxy
 from cube_lsp.errors import CubeError
 from cube_lsp.settings import Settings, Timeouts
+from tests.support.scripted_backend import Reply, ScriptedBackend
 
 from ._helpers import collect, settings_for
-
-try:
-    from tests.support.scripted_backend import Reply, ScriptedBackend
-except ModuleNotFoundError:
-    from support.scripted_backend import Reply, ScriptedBackend  # type: ignore[no-redef]
 
 PROXY_ENV = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
