@@ -4,7 +4,8 @@ Why our own and not Alembic: the schema is a dozen tables written with SQLAlchem
 renders per dialect, and the service must migrate itself at start (embedded SQLite and production
 PostgreSQL alike) with no separate tool or extra dependency. The runner keeps one row per applied
 migration in ``schema_version`` and applies the missing ones, in order, inside one transaction. On
-PostgreSQL it first takes a transaction-scoped advisory lock so replicas starting together migrate once.
+PostgreSQL it first takes a transaction-scoped advisory lock, on SQLite the write lock (``BEGIN
+IMMEDIATE``), so processes starting together migrate once.
 
 Rules for changing the schema: never edit an applied migration. Version 1 creates the tables as
 ``schema.py`` declared them at version 1; a later change to ``schema.py`` comes with migration N that
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cube_stack.auth import schema
 from cube_stack.auth.errors import AuthError
 from cube_stack.auth.models import utc_now
+from cube_stack.auth.store import IMMEDIATE
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +73,12 @@ def _apply_pending(conn: Connection) -> list[int]:
 
 async def migrate(engine: AsyncEngine) -> list[int]:
     """Apply every pending migration and return the versions applied (empty when up to date)."""
-    async with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-        applied = await conn.run_sync(_apply_pending)
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(**IMMEDIATE)  # SQLite: hold the write lock from BEGIN
+        async with conn.begin():
+            if conn.dialect.name == "postgresql":
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+            applied = await conn.run_sync(_apply_pending)
     if applied:
         log.info("auth.schema_migrated versions=%s", applied, extra={"event": "auth.schema_migrated"})
     return applied

@@ -39,18 +39,25 @@ _PG_KEY_LOCK = 0x63756265_6B657973  # "cubekeys": serialises first-start key gen
 PAT_TOUCH_INTERVAL = timedelta(minutes=1)  # last_used_at is written at most this often per PAT
 
 
-class _DropAiosqliteCalls(logging.Filter):
-    """Drop aiosqlite DEBUG "executing <partial(sql, params)>" records: params hold hashes and keys."""
+class _DropDataRecords(logging.Filter):
+    """Drop library DEBUG records that print bound parameters or result rows (hashes, keys).
+
+    aiosqlite logs ``executing <partial(sql, params)>``; SQLAlchemy's engine logger, when set to DEBUG,
+    logs every fetched ``Row``. ``hide_parameters`` covers SQLAlchemy's parameters but not its rows.
+    """
+
+    _PREFIXES = ("executing ", "operation ", "Row ", "Col ")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Return False for the records that would print bound parameters."""
-        return not (isinstance(record.msg, str) and record.msg.startswith(("executing ", "operation ")))
+        """Return False for the records that would print data."""
+        return not (isinstance(record.msg, str) and record.msg.startswith(self._PREFIXES))
 
 
-def _guard_aiosqlite_logs() -> None:
-    logger = logging.getLogger("aiosqlite")
-    if not any(isinstance(f, _DropAiosqliteCalls) for f in logger.filters):
-        logger.addFilter(_DropAiosqliteCalls())
+def _guard_library_logs() -> None:
+    for name in ("aiosqlite", "sqlalchemy.engine.Engine"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropDataRecords) for f in logger.filters):
+            logger.addFilter(_DropDataRecords())
 
 
 def _sqlite_connect_hook(synchronous: str) -> Any:
@@ -68,22 +75,28 @@ def _sqlite_connect_hook(synchronous: str) -> Any:
     return connect
 
 
+IMMEDIATE = {"cube_sqlite_begin": "IMMEDIATE"}  # execution options: take SQLite's write lock at BEGIN
+
+
 def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN")
+    # BEGIN IMMEDIATE for writers that read first (migrations, key generation): a deferred
+    # transaction that later upgrades to a write lock fails at once with SQLITE_BUSY instead of waiting.
+    mode = conn.get_execution_options().get("cube_sqlite_begin", "")
+    conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
 
 def create_engine(settings: AuthSettings) -> AsyncEngine:
     """Create the async engine for the configured database (SQLite file or PostgreSQL).
 
     ``hide_parameters`` keeps bound values (password hashes, PAT hashes, keys) out of error messages and
-    SQLAlchemy's own logs; a filter does the same for aiosqlite's DEBUG records.
+    SQLAlchemy's own logs; a filter drops the DEBUG records that would print rows or parameters.
     """
+    _guard_library_logs()
     url = settings.effective_database_url
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[1] if ":///" in url else ""
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        _guard_aiosqlite_logs()
         engine = create_async_engine(url, hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _sqlite_connect_hook(settings.sqlite_synchronous))
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
@@ -168,9 +181,12 @@ class Store:
         self.engine = engine
 
     @contextlib.asynccontextmanager
-    async def _tx(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.begin() as conn:
-            yield conn
+    async def _tx(self, *, exclusive: bool = False) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            if exclusive:
+                conn = await conn.execution_options(**IMMEDIATE)
+            async with conn.begin():
+                yield conn
 
     async def close(self) -> None:
         """Dispose of the engine and its pooled connections."""
@@ -742,12 +758,13 @@ class Store:
         return [keymod.load_signing_key(r["kid"], r["state"], r["private_key"]) for r in rows]
 
     async def _lock_keys(self, conn: AsyncConnection) -> None:
+        # SQLite: the IMMEDIATE transaction is the lock; PostgreSQL: an advisory lock.
         if conn.dialect.name == "postgresql":
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_KEY_LOCK})
 
     async def ensure_active_key(self, now: datetime) -> None:
         """Generate and store an active signing key unless one exists (first start)."""
-        async with self._tx() as conn:
+        async with self._tx(exclusive=True) as conn:
             await self._lock_keys(conn)
             active = await conn.execute(
                 select(t.signing_keys.c.kid).where(t.signing_keys.c.state == keymod.ACTIVE)
@@ -770,7 +787,7 @@ class Store:
 
     async def rotate_keys(self, new_key: keymod.SigningKey, now: datetime) -> None:
         """Make ``new_key`` active, the active key retiring, and any retiring key retired."""
-        async with self._tx() as conn:
+        async with self._tx(exclusive=True) as conn:
             await self._lock_keys(conn)
             await conn.execute(
                 update(t.signing_keys)
