@@ -112,7 +112,9 @@ def inline_params(uri: str, line: int, character: int) -> dict[str, Any]:
     }
 
 
-async def measure_file(harness: Harness, lines: int, iterations: int) -> tuple[list[float], list[float]]:
+async def measure_file(
+    harness: Harness, lines: int, iterations: int
+) -> tuple[list[float], list[float], list[float]]:
     uri = f"file:///bench/file_{lines}.py"
     source = make_source(lines)
     harness.notify(
@@ -123,10 +125,12 @@ async def measure_file(harness: Harness, lines: int, iterations: int) -> tuple[l
     version = 1
     misses: list[float] = []
     hits: list[float] = []
+    edits: list[float] = []
     for index in range(iterations):
         # Type a character at the start of a fresh line: a new context, so the cache cannot answer.
         version += 1
         char = "abcdefghijklmnopqrstuvwxyz"[index % 26]
+        started = time.perf_counter()
         harness.notify(
             "textDocument/didChange",
             {
@@ -142,11 +146,12 @@ async def measure_file(harness: Harness, lines: int, iterations: int) -> tuple[l
                 ],
             },
         )
+        edits.append((time.perf_counter() - started) * 1000)
         position = (cursor_line, 5)
         misses.append(await harness.request("textDocument/inlineCompletion", inline_params(uri, *position)))
         hits.append(await harness.request("textDocument/inlineCompletion", inline_params(uri, *position)))
         cursor_line += 1
-    return misses, hits
+    return misses, hits, edits
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -160,17 +165,19 @@ async def run(iterations: int) -> None:
     base_p50 = statistics.median(baseline)
     rows = [("baseline: pygls no-op request", baseline)]
     hit_rows = []
+    edit_rows = []
     for lines in (1_000, 10_000, 50_000):
         gc.collect()
-        misses, hits = await measure_file(harness, lines, iterations)
+        misses, hits, edits = await measure_file(harness, lines, iterations)
         rows.append((f"inlineCompletion, {lines:,} lines", misses))
         hit_rows.append((f"cache hit, {lines:,} lines", hits))
+        edit_rows.append((f"didChange (one keystroke), {lines:,} lines", edits))
     rss_mb = psutil.Process().memory_info().rss / 2**20
     print(f"cube-lsp completion benchmark ({iterations} requests per row, backend answering instantly)")
-    print(f"{'case':<36}{'p50 ms':>9}{'p99 ms':>9}{'p50/baseline':>14}")
-    for name, values in rows + hit_rows:
+    print(f"{'case':<42}{'p50 ms':>9}{'p99 ms':>9}{'p50/baseline':>14}")
+    for name, values in rows + hit_rows + edit_rows:
         p50 = statistics.median(values)
-        print(f"{name:<36}{p50:>9.3f}{percentile(values, 0.99):>9.3f}{p50 / base_p50:>13.1f}x")
+        print(f"{name:<42}{p50:>9.3f}{percentile(values, 0.99):>9.3f}{p50 / base_p50:>13.1f}x")
     print(f"backend calls: {harness.backend.calls} (expected {3 * iterations}: every miss, no hit)")
     print(f"RSS after the run: {rss_mb:.1f} MB")
 
