@@ -16,7 +16,6 @@ from cube_stack.auth.errors import MalformedError
 from cube_stack.auth.models import UserRole, UserStatus
 from cube_stack.auth.permissions import ANY, canonical_scope, validate_actions
 from cube_stack.auth.validation import (
-    get_bool,
     get_object,
     get_str,
     get_str_list,
@@ -261,8 +260,3 @@ def parse_scope_ids(body: object) -> list[str]:
 def parse_token_id(body: object) -> str:
     """Parse ``{"token_id": ...}`` from a refresh-token revocation body."""
     return require_uuid(require_str(require_object(body), "token_id", max_len=64), "token_id")
-
-
-def parse_flag(body: object, key: str) -> bool:
-    """Return a boolean flag from an optional JSON object body."""
-    return get_bool(require_object(body), key)
