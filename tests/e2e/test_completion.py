@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from lsprotocol import types
@@ -185,3 +186,47 @@ async def test_status_notification_and_acceptance_tracking(start_server, backend
     stats = await client.protocol.send_request_async("cube/acceptanceStats", {})
     assert stats.python.shown == 1
     assert stats.python.accepted == 1
+
+
+async def test_utf8_position_encoding_is_negotiated_and_used(start_server, backend: ScriptedBackend):
+    backend.script(Reply.stream("1"))
+    capabilities = types.ClientCapabilities(
+        general=types.GeneralClientCapabilities(
+            position_encodings=[types.PositionEncodingKind.Utf8, types.PositionEncodingKind.Utf16]
+        ),
+        text_document=types.TextDocumentClientCapabilities(
+            inline_completion=types.InlineCompletionClientCapabilities()
+        ),
+    )
+    client = await start_server(backend.settings_json(), capabilities=capabilities)
+    assert client.initialize_result.capabilities.position_encoding == types.PositionEncodingKind.Utf8
+    session = Session(client)
+    text = "név = '😀' + \n"
+    session.open(URI, text)
+    column = len(text[: text.index("+ ") + 2].encode("utf-8"))  # UTF-8 bytes, not characters
+    result = await session.inline(URI, 0, column)
+    assert [item.insert_text for item in result.items] == ["1"]
+    assert result.items[0].range.start.character == column
+    assert backend.requests[-1].json["prompt"].endswith("'😀' + ")
+
+
+async def test_settings_file_flag_is_the_base_layer(start_server, backend: ScriptedBackend, tmp_path):
+    from pytest_lsp import ClientServerConfig
+
+    from tests.e2e.conftest import INLINE_CAPABILITIES, SERVER_COMMAND
+
+    settings = tmp_path / "client.json"
+    settings.write_text(json.dumps(backend.settings_json(models={"completion": "codellama:7b-code"})))
+    client = await ClientServerConfig(server_command=[*SERVER_COMMAND, "--settings", str(settings)]).start()
+    try:
+        status = asyncio.ensure_future(client.wait_for_notification("cube/status"))
+        await client.initialize_session(types.InitializeParams(capabilities=INLINE_CAPABILITIES))
+        await asyncio.wait_for(status, 10)
+        backend.script(Reply.stream("a + b"))
+        session = Session(client)
+        session.open(URI, SOURCE)
+        assert (await session.inline(URI, LINE, COL)).items[0].insert_text == "a + b"
+        assert backend.requests[-1].json["model"] == "codellama:7b-code"
+    finally:
+        await client.shutdown_session()
+        await client.stop()
