@@ -230,3 +230,19 @@ async def test_settings_file_flag_is_the_base_layer(start_server, backend: Scrip
     finally:
         await client.shutdown_session()
         await client.stop()
+
+
+@pytest.mark.parametrize("editor", ["visual_studio_code", "neovim@v0.11.0", "neovim@v0.6.1", "emacs"])
+async def test_real_editor_capabilities_get_a_completion(start_server, backend: ScriptedBackend, editor: str):
+    """Replay real editors' capabilities (none declares inline completion): the fallback must work."""
+    from pytest_lsp import client_capabilities
+
+    backend.script(Reply.stream("a + b"))
+    client = await start_server(backend.settings_json(), capabilities=client_capabilities(editor))
+    assert client.initialize_result.capabilities.completion_provider is not None
+    session = Session(client)
+    session.open(URI, SOURCE)
+    result = await client.text_document_completion_async(
+        types.CompletionParams(types.TextDocumentIdentifier(URI), types.Position(LINE, COL))
+    )
+    assert [item.text_edit.new_text for item in result.items] == ["a + b"]
