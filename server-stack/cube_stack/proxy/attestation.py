@@ -1,0 +1,83 @@
+"""``POST /{domainID}/attestation``: the seam between the proxy and the in-CVM attestation agent.
+
+The client sends a fresh 32-byte nonce; the proxy hands it to the :class:`AttestationAgent` together with
+the DER SubjectPublicKeyInfo of the TLS key it serves with, and returns the agent's JSON. The agent binds
+both into REPORT_DATA (DESIGN.md §1.4); this module only validates input and routes. With no agent
+configured the route answers 501.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+from typing import Any, Protocol, runtime_checkable
+
+from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
+
+from cube_stack.proxy.errors import BadRequestError, CubeProxyError, NotConfiguredError, error_response
+from cube_stack.proxy.middleware import read_body
+
+log = logging.getLogger(__name__)
+
+NONCE_BYTES = 32
+_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+@runtime_checkable
+class AttestationAgent(Protocol):
+    """Produces attestation evidence binding a client nonce to the proxy's TLS key."""
+
+    async def attest(self, nonce: bytes, spki_der: bytes) -> dict[str, Any]:
+        """Return a JSON-serialisable attestation document for ``nonce`` and ``spki_der``."""
+        ...
+
+
+def parse_nonce(body: bytes) -> bytes:
+    """Return the 32-byte nonce of ``{"nonce": "<hex or base64>"}``, or raise 400 naming the problem."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequestError('the body must be JSON: {"nonce": "<32 bytes, hex or base64>"}') from None
+    if not isinstance(data, dict) or not isinstance(data.get("nonce"), str):
+        raise BadRequestError("missing 'nonce': expected a hex or base64 string of 32 bytes")
+    text: str = data["nonce"].strip()
+    if _HEX.match(text):
+        return bytes.fromhex(text)
+    try:
+        alphabet = "-_" if ("-" in text or "_" in text) else "+/"
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=alphabet.encode(), validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequestError("'nonce' is neither hex nor base64") from None
+    if len(raw) != NONCE_BYTES:
+        raise BadRequestError(f"'nonce' must be exactly {NONCE_BYTES} bytes, got {len(raw)}")
+    return raw
+
+
+class AttestationEndpoint:
+    """The ASGI handler behind the attestation route."""
+
+    def __init__(self, agent: AttestationAgent | None, spki_der: bytes) -> None:
+        self._agent = agent
+        self._spki_der = spki_der
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Validate the nonce, ask the agent, answer its document as JSON."""
+        try:
+            if self._agent is None:
+                raise NotConfiguredError("attestation agent not configured")
+            nonce = parse_nonce(await read_body(receive))
+            document = await self._agent.attest(nonce, self._spki_der)
+        except CubeProxyError as exc:
+            await error_response(exc)(scope, receive, send)
+            return
+        except Exception as exc:  # an agent fault; its message may quote device paths or input
+            log.error("proxy.attestation_failed type=%s", type(exc).__name__, extra={"event": "proxy.attest"})
+            await error_response(CubeProxyError("attestation failed", code="cube_proxy.attestation_failed"))(
+                scope, receive, send
+            )
+            return
+        await JSONResponse(document)(scope, receive, send)

@@ -1,0 +1,120 @@
+"""Serving the proxy app with uvicorn: HTTPS with the app's in-memory TLS identity, or plain HTTP for tests.
+
+:class:`ProxyServer` builds the uvicorn config (TLS through ``ssl_context_factory``, so no key file path is
+ever configured; see :mod:`.tls`), serves on given sockets or on ``settings.host:port``, and reports the
+bound URL and the SPKI a client pins. uvicorn's access log is off: the audit log replaces it and, unlike
+it, never records raw paths or query strings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import ssl
+from collections.abc import Callable
+
+import uvicorn
+from starlette.applications import Starlette
+
+from cube_stack.proxy.settings import ProxySettings
+from cube_stack.proxy.tls import TlsIdentity
+
+log = logging.getLogger(__name__)
+
+
+class ProxyServer:
+    """One uvicorn server for a proxy app made by :func:`create_proxy_app`."""
+
+    def __init__(self, app: Starlette, settings: ProxySettings) -> None:
+        self.app = app
+        self.settings = settings
+        self.identity: TlsIdentity = app.state.tls_identity
+        self.url = ""
+        factory: Callable[[uvicorn.Config, Callable[[], ssl.SSLContext]], ssl.SSLContext] | None = None
+        if settings.tls:
+            factory = self._ssl_context
+        self.config = uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            lifespan="on",
+            log_config=None,  # leave logging to the embedding process
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=settings.shutdown_grace,
+            ssl_context_factory=factory,
+        )
+        self._server = uvicorn.Server(self.config)
+
+    def _ssl_context(self, _config: uvicorn.Config, _default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        return self.identity.ssl_context()
+
+    @property
+    def spki_der(self) -> bytes:
+        """Return the DER SPKI of the served certificate's key."""
+        return self.identity.spki_der
+
+    @property
+    def cert_pem(self) -> bytes:
+        """Return the served certificate in PEM."""
+        return self.identity.cert_pem
+
+    @property
+    def started(self) -> bool:
+        """Return whether uvicorn has finished starting up."""
+        return self._server.started
+
+    def bind(self) -> socket.socket:
+        """Return a listening socket on ``settings.host:port`` (port 0: a free one) and set :attr:`url`."""
+        family = socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.settings.host, self.settings.port))
+        sock.listen(128)  # connections queue from here on, so clients may connect before startup ends
+        host, port = sock.getsockname()[:2]
+        scheme = "https" if self.settings.tls else "http"
+        self.url = f"{scheme}://{f'[{host}]' if family == socket.AF_INET6 else host}:{port}"
+        return sock
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        """Serve until :meth:`stop`; bind ``settings.host:port`` when no sockets are given."""
+        own = sockets is None
+        socks = [self.bind()] if sockets is None else sockets
+        log.info(
+            "proxy.listening url=%s tls=%s spki_sha256=%s",
+            self.url or "<given socket>",
+            self.settings.tls,
+            self.identity.spki_sha256,
+            extra={"event": "proxy.listening"},
+        )
+        try:
+            await self._server.serve(sockets=socks)
+        finally:
+            if own:
+                for sock in socks:
+                    sock.close()
+
+    def stop(self) -> None:
+        """Ask the server to finish in-flight requests and exit."""
+        self._server.should_exit = True
+
+
+async def run_proxy(settings: ProxySettings) -> None:
+    """Serve a proxy that asks the auth service at ``settings.auth_url`` over HTTP (no attestation agent)."""
+    from cube_stack.proxy.app import create_proxy_app
+    from cube_stack.proxy.authclient import HttpAuthClient
+
+    auth = HttpAuthClient(settings.auth_url, timeout=settings.auth_timeout)
+    try:
+        server = ProxyServer(create_proxy_app(settings, auth=auth), settings)
+        await server.serve()
+    finally:
+        await auth.aclose()
+
+
+def main() -> None:
+    """Run the proxy from ``CUBE_PROXY_*`` environment variables."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    asyncio.run(run_proxy(ProxySettings.from_env(os.environ)))

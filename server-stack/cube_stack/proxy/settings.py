@@ -1,0 +1,129 @@
+"""Settings of the Cube-compatible proxy: one frozen dataclass, validated on construction, readable from env.
+
+Every field has a type, a default and a one-line doc; :meth:`ProxySettings.from_env` reads
+``CUBE_PROXY_<FIELD>`` variables (``CUBE_PROXY_IDLE_TIMEOUT=30``) and fails naming the variable.
+Durations are seconds (floats). There is deliberately no total-response timeout: a live stream runs as
+long as chunks keep coming (Cube's 10 s server write timeout cut long generations off).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from cube_stack.proxy.errors import ProxySettingsError
+
+ENV_PREFIX = "CUBE_PROXY_"
+
+
+def _check_url(name: str, value: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ProxySettingsError(name, f"expected an http:// or https:// URL, got {value!r}")
+    if parts.query or parts.fragment:
+        raise ProxySettingsError(name, "the URL must not have a query string or fragment")
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """Where the proxy listens, whom it asks about tokens, where it forwards, and its limits."""
+
+    host: str = "127.0.0.1"  # listen address; inside a CVM usually 0.0.0.0
+    port: int = 8900  # listen port (Cube's default); 0 picks a free one
+    tls: bool = True  # serve HTTPS with a key made at start; false: plain HTTP (tests only)
+    tls_hostnames: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")  # SANs of the self-signed cert
+    tls_cert_days: int = 30  # validity of the self-signed certificate (clients pin the SPKI, not a CA)
+    instance_id: str = ""  # reported by /health; unset: a random UUID per start
+    auth_url: str = "http://127.0.0.1:8189"  # the auth service (or SuperMQ auth) base URL: JWKS and checks
+    auth_timeout: float = 5.0  # seconds for one call to the auth service
+    issuer: str = "supermq.auth"  # the only accepted JWT `iss`
+    jwks_max_age: float = 300.0  # refetch the JWKS after this many seconds (stale keys stay if it fails)
+    jwks_min_refresh_interval: float = 30.0  # least seconds between refetches caused by an unknown kid
+    decision_ttl: float = 30.0  # seconds an allow decision is cached (and survives an auth outage)
+    decision_cache_size: int = 10_000  # cached decisions kept (least recently used dropped first)
+    ollama_url: str = "http://127.0.0.1:11434"  # runtime base URL for /{domain}/api/* (Ollama wire format)
+    openai_url: str = ""  # runtime base URL for /{domain}/v1/* (OpenAI format); unset: ollama_url
+    runtime_api_key: str | None = field(default=None, repr=False)  # bearer sent upstream; unset: none
+    connect_timeout: float = 5.0  # seconds to connect to the runtime
+    first_byte_timeout: float = 300.0  # seconds until the runtime sends response headers (model load)
+    idle_timeout: float = 60.0  # most seconds between two chunks of a response; no total limit
+    max_upstream_connections: int = 100  # connection pool size towards the runtime
+    max_body_bytes: int = 8 * 1024 * 1024  # larger request bodies get 413
+    rate_limit_per_minute: float = 600.0  # sustained requests per user per minute; 0 disables the limit
+    rate_limit_burst: int = 60  # requests a user may make at once before the sustained rate applies
+    rate_limit_users: int = 10_000  # per-user buckets kept (least recently used dropped first)
+    shutdown_grace: float = 30.0  # seconds in-flight requests (streams) get to finish on shutdown
+    metrics: bool = True  # serve /metrics without authentication; false: 404
+    admin_routes: bool = False  # expose Ollama's pull/create/copy/delete (need `manage`); false: 404
+
+    def __post_init__(self) -> None:
+        _check_url("auth_url", self.auth_url)
+        _check_url("ollama_url", self.ollama_url)
+        if self.openai_url:
+            _check_url("openai_url", self.openai_url)
+        if not 0 <= self.port <= 65535:
+            raise ProxySettingsError("port", f"expected 0..65535, got {self.port}")
+        for name in (
+            "auth_timeout",
+            "jwks_max_age",
+            "connect_timeout",
+            "first_byte_timeout",
+            "idle_timeout",
+            "decision_ttl",
+            "shutdown_grace",
+        ):
+            if not getattr(self, name) > 0:
+                raise ProxySettingsError(name, "must be a positive number of seconds")
+        if self.jwks_min_refresh_interval < 0:
+            raise ProxySettingsError("jwks_min_refresh_interval", "must not be negative")
+        for name in ("decision_cache_size", "rate_limit_users", "max_upstream_connections", "tls_cert_days"):
+            if getattr(self, name) < 1:
+                raise ProxySettingsError(name, "must be at least 1")
+        if self.max_body_bytes < 1024:
+            raise ProxySettingsError("max_body_bytes", "must be at least 1024")
+        if self.rate_limit_per_minute < 0:
+            raise ProxySettingsError("rate_limit_per_minute", "must not be negative (0 disables)")
+        if self.rate_limit_burst < 1:
+            raise ProxySettingsError("rate_limit_burst", "must be at least 1")
+        if self.tls and not self.tls_hostnames:
+            raise ProxySettingsError("tls_hostnames", "name at least one host for the certificate")
+
+    @property
+    def effective_openai_url(self) -> str:
+        """Return the OpenAI-format runtime URL (Ollama serves /v1 too)."""
+        return self.openai_url or self.ollama_url
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: object) -> ProxySettings:
+        """Build settings from ``CUBE_PROXY_*`` variables; ``overrides`` win over the environment."""
+        hints = typing.get_type_hints(cls)
+        values: dict[str, object] = {}
+        for f in dataclasses.fields(cls):
+            name = ENV_PREFIX + f.name.upper()
+            if name in environ:
+                values[f.name] = _convert(name, hints[f.name], environ[name])
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _convert(name: str, kind: object, raw: str) -> object:
+    if isinstance(kind, types.UnionType):  # `str | None`: empty means unset
+        return raw or None
+    if kind is bool:
+        if raw.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if raw.lower() in {"0", "false", "no", "off"}:
+            return False
+        raise ProxySettingsError(name, f"expected true or false, got {raw!r}")
+    if kind is int or kind is float:
+        try:
+            return kind(raw)
+        except ValueError:
+            raise ProxySettingsError(name, f"expected a number, got {raw!r}") from None
+    if typing.get_origin(kind) is tuple:
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    return raw
