@@ -1,4 +1,4 @@
-"""The shared SEV-SNP test vectors (shared/testvectors/snp; provenance in its SOURCES.md) and how to load them."""
+"""The shared SEV-SNP test vectors (shared/testvectors/snp, see its SOURCES.md) and how to load them."""
 
 from __future__ import annotations
 
