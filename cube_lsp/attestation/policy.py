@@ -319,6 +319,8 @@ def load_policy(source: str | os.PathLike[str] | Mapping[str, Any]) -> Policy:
     """Load and strictly validate a policy from a JSON file path or an already-decoded mapping."""
     if isinstance(source, Mapping):
         return _parse(dict(source))
+    if not isinstance(source, str | os.PathLike):
+        raise _bad("(policy)", f"found {_type_name(source)}, wanted a JSON file path or a mapping")
     path = Path(source)
     try:
         text = path.read_text(encoding="utf-8")
