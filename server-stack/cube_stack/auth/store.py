@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -66,9 +67,15 @@ def _sqlite_connect_hook(synchronous: str) -> Any:
         # documented aiosqlite recipe) so a migration is one atomic transaction, as on PostgreSQL.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout=5000")  # first: switching to WAL below may wait for a lock
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=5000")
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            # The switch needs an exclusive lock and ignores busy_timeout. When another connection holds
+            # the lock it is switching this (persistent) mode itself; either journal mode is correct.
+            if "locked" not in str(exc):
+                raise
         cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")  # validated by AuthSettings
         cursor.close()
 
