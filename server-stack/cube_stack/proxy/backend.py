@@ -3,9 +3,10 @@
 :class:`BearerAuthBackend` answers one question per request: may this bearer token use this route's
 permission in this domain? Access JWTs are verified locally (:mod:`.jwks`); anything else is a PAT and
 goes to the auth service. Allow decisions are cached (:mod:`.cache`) by token hash, domain and
-permission, so a warm request makes no auth call and survives an auth outage until the entry expires;
-after that the request gets 503. The route and its domain come from the scope, put there by
-:class:`~cube_stack.proxy.middleware.AuthGuard`, which runs this backend for each route of the table.
+permission (and PAT authentication by token hash alone), so a warm request makes no auth call and
+survives an auth outage until the entry expires; after that the request gets 503. The route and its
+domain come from the scope, put there by :class:`~cube_stack.proxy.middleware.AuthGuard`, which runs
+this backend for each route of the table.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from cube_stack.proxy.routes import AUTH_PERMISSIONS, DOMAIN, ProxyRoute
 ROUTE_SCOPE_KEY = "cube.route"  # the ProxyRoute being served, set by AuthGuard
 _DOMAIN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _NEVER = float("inf")
+AUTHENTICATED = "authenticated"  # the cache's permission slot for "this PAT is valid" (domain "")
 
 
 class ProxyUser(BaseUser):
@@ -98,7 +100,10 @@ class BearerAuthBackend(AuthenticationBackend):
         if cached is not None:
             return cached
         if subject is None:
+            subject = self._cache.get(digest, "", AUTHENTICATED)
+        if subject is None:
             subject = await self._client.authenticate_pat(token)
+            self._cache.put(digest, "", AUTHENTICATED, subject, not_after=not_after)
         await self._client.authorize(subject, domain_id, permission)
         self._cache.put(digest, domain_id, permission, subject, not_after=not_after)
         return subject
