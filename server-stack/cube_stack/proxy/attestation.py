@@ -24,7 +24,7 @@ from cube_stack.proxy.middleware import read_body
 log = logging.getLogger(__name__)
 
 NONCE_BYTES = 32
-_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
+_HEX = re.compile(r"^[0-9a-fA-F]+$")
 
 
 @runtime_checkable
@@ -41,19 +41,28 @@ def parse_nonce(body: bytes) -> bytes:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        raise BadRequestError('the body must be JSON: {"nonce": "<32 bytes, hex or base64>"}') from None
+        raise BadRequestError(
+            'the body must be JSON: {"nonce": "<32 bytes, hex or base64>"}', code="cube_proxy.invalid_json"
+        ) from None
     if not isinstance(data, dict) or not isinstance(data.get("nonce"), str):
-        raise BadRequestError("missing 'nonce': expected a hex or base64 string of 32 bytes")
+        raise BadRequestError(
+            "missing 'nonce': expected a hex or base64 string of 32 bytes", code="cube_proxy.missing_nonce"
+        )
     text: str = data["nonce"].strip()
-    if _HEX.match(text):
-        return bytes.fromhex(text)
-    try:
-        alphabet = "-_" if ("-" in text or "_" in text) else "+/"
-        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=alphabet.encode(), validate=True)
-    except (binascii.Error, ValueError):
-        raise BadRequestError("'nonce' is neither hex nor base64") from None
+    if _HEX.match(text) and len(text) % 2 == 0:  # base64 of 32 bytes is never even-length pure hex
+        raw = bytes.fromhex(text)
+    else:
+        try:
+            altchars = b"-_" if ("-" in text or "_" in text) else b"+/"
+            raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=altchars, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequestError(
+                "'nonce' is neither hex nor base64", code="cube_proxy.nonce_encoding"
+            ) from None
     if len(raw) != NONCE_BYTES:
-        raise BadRequestError(f"'nonce' must be exactly {NONCE_BYTES} bytes, got {len(raw)}")
+        raise BadRequestError(
+            f"'nonce' must be exactly {NONCE_BYTES} bytes, got {len(raw)}", code="cube_proxy.nonce_length"
+        )
     return raw
 
 

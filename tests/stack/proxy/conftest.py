@@ -12,14 +12,13 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from cube_proxy_testkit import AuthStack, AuthStackThread, ManualClock, auth_stack
+from cube_proxy_testkit import AuthStack, AuthStackThread, MakeProxy, ManualClock, Proxy, auth_stack
 from cube_stack.proxy import (
     AttestationAgent,
     AuthClient,
@@ -64,23 +63,6 @@ async def own_stack(tmp_path: Path, seen_secrets: set[str]) -> AsyncIterator[Aut
     """A private auth stack in the test's own loop (for tests that stop it or use its service)."""
     async with auth_stack(tmp_path, seen_secrets) as running:
         yield running
-
-
-@dataclass
-class Proxy:
-    """A running proxy and an httpx client pointed at it."""
-
-    url: str
-    server: ProxyServer
-    settings: ProxySettings
-    client: httpx.AsyncClient
-    auth: AuthClient
-
-    def path(self, domain: str, suffix: str) -> str:
-        return f"/{domain}{suffix}"
-
-
-MakeProxy = Callable[..., contextlib.AbstractAsyncContextManager[Proxy]]
 
 
 def runtime_settings(backend: ScriptedBackend) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import socket
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,11 +28,30 @@ from cube_stack.auth import (
     UserRole,
     create_auth_app,
 )
+from cube_stack.proxy import AuthClient, ProxyServer, ProxySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
+
+
+@dataclass
+class Proxy:
+    """A running proxy and an httpx client pointed at it."""
+
+    url: str
+    server: ProxyServer
+    settings: ProxySettings
+    client: httpx.AsyncClient
+    auth: AuthClient
+
+    def path(self, domain: str, suffix: str) -> str:
+        return f"/{domain}{suffix}"
+
+
+MakeProxy = Callable[..., contextlib.AbstractAsyncContextManager[Proxy]]  # the make_proxy fixture
+
 
 ADMIN = {"username": "admin", "email": "admin@example.com", "password": "admin-password-1"}
 LLM_ACTIONS = ["llm_chat_completions", "llm_completions", "llm_embeddings", "llm_read"]

@@ -8,8 +8,7 @@ import socket
 from typing import Any
 
 import httpx
-from conftest import MakeProxy
-from cube_proxy_testkit import AuthStack, ManualClock, bearer, llm_scope
+from cube_proxy_testkit import AuthStack, MakeProxy, ManualClock, bearer, llm_scope
 from cube_stack.proxy import HttpAuthClient, Subject
 
 from tests.support.scripted_backend import Reply, ScriptedBackend

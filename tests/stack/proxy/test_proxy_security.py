@@ -9,9 +9,8 @@ from typing import Any
 
 import httpx
 import jwt
-from conftest import MakeProxy
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cube_proxy_testkit import AuthStack, ManualClock, bearer, llm_scope
+from cube_proxy_testkit import AuthStack, MakeProxy, ManualClock, bearer, llm_scope
 from cube_stack.proxy import ROUTE_TABLE, Permission
 
 from tests.support.scripted_backend import ScriptedBackend

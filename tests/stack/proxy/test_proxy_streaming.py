@@ -6,8 +6,7 @@ import itertools
 import json
 import time
 
-from conftest import MakeProxy
-from cube_proxy_testkit import AuthStack, bearer
+from cube_proxy_testkit import AuthStack, MakeProxy, bearer
 
 from tests.support.fixtures import SCRIPTED_TOKEN
 from tests.support.scripted_backend import Reply, ScriptedBackend

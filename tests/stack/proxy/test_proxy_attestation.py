@@ -1,0 +1,115 @@
+"""``POST /{domainID}/attestation`` over real HTTPS: nonce validation, agent routing, the SPKI handed over."""
+
+from __future__ import annotations
+
+import base64
+import os
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cube_proxy_testkit import AuthStack, MakeProxy, bearer
+
+
+class FakeAgent:
+    """Records what it was asked and answers a fixed document."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[tuple[bytes, bytes]] = []
+        self.fail = fail
+
+    async def attest(self, nonce: bytes, spki_der: bytes) -> dict[str, Any]:
+        self.calls.append((nonce, spki_der))
+        if self.fail:
+            raise OSError("/dev/sev-guest: no such device")
+        return {"provider": "fake", "nonce": nonce.hex()}
+
+
+async def test_without_an_agent_the_route_is_501(make_proxy: MakeProxy, stack: AuthStack) -> None:
+    async with make_proxy() as proxy:
+        response = await proxy.client.post(
+            f"/{stack.domain}/attestation", json={"nonce": "00" * 32}, headers=bearer(stack.bob.access_token)
+        )
+    assert response.status_code == 501
+    assert response.json()["message"] == "attestation agent not configured"
+
+
+async def test_agent_gets_the_nonce_and_the_spki_of_this_tls_connection(
+    make_proxy: MakeProxy, stack: AuthStack
+) -> None:
+    agent = FakeAgent()
+    nonce = os.urandom(32)
+    async with make_proxy(agent=agent, tls=True) as proxy:
+        assert proxy.url.startswith("https://")
+        token = bearer(stack.bob.access_token)
+        path = f"/{stack.domain}/attestation"
+        as_hex = await proxy.client.post(path, json={"nonce": nonce.hex()}, headers=token)
+        as_b64 = await proxy.client.post(
+            path, json={"nonce": base64.b64encode(nonce).decode()}, headers=token
+        )
+        as_b64url = await proxy.client.post(
+            path, json={"nonce": base64.urlsafe_b64encode(nonce).rstrip(b"=").decode()}, headers=token
+        )
+        async with proxy.client.stream("POST", path, json={"nonce": nonce.hex()}, headers=token) as streamed:
+            peer_der = streamed.extensions["network_stream"].get_extra_info("ssl_object").getpeercert(True)
+    for response in (as_hex, as_b64, as_b64url):
+        assert response.status_code == 200, response.text
+        assert response.json() == {"provider": "fake", "nonce": nonce.hex()}
+    peer_spki = (
+        x509.load_der_x509_certificate(peer_der)
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    assert {call for call in agent.calls} == {(nonce, peer_spki)}
+    assert peer_spki == proxy.server.spki_der
+
+
+BAD_BODIES = {
+    "not-json": (b"not json", "cube_proxy.invalid_json"),
+    "no-nonce": (b"{}", "cube_proxy.missing_nonce"),
+    "number": (b'{"nonce": 5}', "cube_proxy.missing_nonce"),
+    "array": (b'["nonce"]', "cube_proxy.missing_nonce"),
+    "31-bytes": (('{"nonce": "' + "ab" * 31 + '"}').encode(), "cube_proxy.nonce_length"),
+    "33-bytes": (
+        ('{"nonce": "' + base64.b64encode(b"x" * 33).decode() + '"}').encode(),
+        "cube_proxy.nonce_length",
+    ),
+    "garbage": (b'{"nonce": "%%%not-base64%%%"}', "cube_proxy.nonce_encoding"),
+}
+
+
+async def test_bad_nonces_are_400(make_proxy: MakeProxy, stack: AuthStack) -> None:
+    agent = FakeAgent()
+    async with make_proxy(agent=agent) as proxy:
+        for name, (body, code) in BAD_BODIES.items():
+            response = await proxy.client.post(
+                f"/{stack.domain}/attestation", content=body, headers=bearer(stack.bob.access_token)
+            )
+            assert response.status_code == 400, (name, response.text)
+            assert response.json()["code"] == code and response.json()["message"], name
+    assert agent.calls == []
+
+
+async def test_attestation_needs_a_token_and_membership(make_proxy: MakeProxy, stack: AuthStack) -> None:
+    agent = FakeAgent()
+    async with make_proxy(agent=agent) as proxy:
+        path = f"/{stack.domain}/attestation"
+        anonymous = await proxy.client.post(path, json={"nonce": "00" * 32})
+        outsider = await proxy.client.post(
+            path, json={"nonce": "00" * 32}, headers=bearer(stack.carol.access_token)
+        )
+        owner = await proxy.client.post(
+            path, json={"nonce": "00" * 32}, headers=bearer(stack.alice.access_token)
+        )
+    assert anonymous.status_code == 401 and outsider.status_code == 403
+    assert outsider.json()["code"] == "auth.not_domain_member"
+    assert owner.status_code == 200 and len(agent.calls) == 1
+
+
+async def test_an_agent_failure_is_500_without_details(make_proxy: MakeProxy, stack: AuthStack) -> None:
+    async with make_proxy(agent=FakeAgent(fail=True)) as proxy:
+        response = await proxy.client.post(
+            f"/{stack.domain}/attestation", json={"nonce": "00" * 32}, headers=bearer(stack.bob.access_token)
+        )
+    assert response.status_code == 500
+    assert response.json() == {"message": "attestation failed", "code": "cube_proxy.attestation_failed"}
