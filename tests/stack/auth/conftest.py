@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -140,12 +141,29 @@ async def fresh_database(backend: str, tmp_path: Path, pg_database: str | None) 
             await conn.close()
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once per session; each test gets a copy (cheaper than running the DDL)."""
+    path = tmp_path_factory.mktemp("template") / "auth.db"
+
+    async def prepare() -> None:
+        engine = create_engine(AuthSettings(database_url=f"sqlite+aiosqlite:///{path}"))
+        try:
+            await migrate(engine)
+        finally:
+            await engine.dispose()  # the last close checkpoints the WAL into the main file
+
+    asyncio.run(prepare())
+    return path
+
+
 @pytest.fixture
 async def database(
-    backend: str, tmp_path: Path, pg_database: str | None, pg_schema: str | None
+    backend: str, tmp_path: Path, pg_database: str | None, pg_schema: str | None, sqlite_template: Path
 ) -> AsyncIterator[Database]:
-    """An empty, migrated-or-not database for one test: a SQLite file or the shared PostgreSQL schema."""
+    """An empty, migrated database for one test: a SQLite file or the shared PostgreSQL schema."""
     if backend == "sqlite":
+        shutil.copyfile(sqlite_template, tmp_path / "auth.db")
         yield Database(f"sqlite+aiosqlite:///{tmp_path / 'auth.db'}", None)
         return
     if pg_database is None or pg_schema is None:
