@@ -1,0 +1,194 @@
+"""The in-CVM attestation agent: binds a client nonce and the proxy's TLS key into a fresh SEV-SNP report.
+
+:class:`Agent` implements the proxy's :class:`~cube_stack.proxy.attestation.AttestationAgent` protocol.
+For ``attest(nonce, spki_der)`` it computes ``REPORT_DATA = SHA-512(b"cube-attest-v1" || nonce[32] ||
+SHA-256(spki_der))`` with the client library's own ``expected_report_data`` (one definition for both ends),
+asks its provider for a report in a worker thread (the ioctl and configfs reads block), checks that the
+report carries that REPORT_DATA, and answers this JSON document, which the client relies on exactly::
+
+    {
+      "version": 1,
+      "provider": "configfs-tsm" | "sev-guest" | "simulated",
+      "simulated": false,                        # true only for the SIMULATED dev-mode provider
+      "report": "<standard base64 (with padding) of the 1184-byte ATTESTATION_REPORT>",
+      "certificates": "<standard base64 of the GUID certificate table>" | null,   # null: none from the host
+      "binding": {
+        "label": "cube-attest-v1",               # the REPORT_DATA label
+        "nonce": "<64 lower-case hex: the client's nonce, echoed>",
+        "spki_sha256": "<64 lower-case hex: SHA-256 of the DER SPKI bound into REPORT_DATA>"
+      },
+      "product": "Milan" | "Genoa" | "Turin" | null   # from the report's CPUID (v3+), else null
+    }
+
+The document is evidence, not a verdict: a client must still verify the report and recompute the binding
+from its own nonce and the SPKI of the peer certificate of *its* connection. The agent is made for one TLS
+key and refuses to bind any other (``agent.spki_mismatch``), so a proxy wired to the wrong identity fails
+closed. :func:`select_provider` picks the provider: ``auto`` takes configfs-tsm when present, else
+``/dev/sev-guest``, else fails; it never falls back to the simulated provider, which must be asked for by
+name and logs SIMULATED loudly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import logging
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from cube_lsp.attestation.binding import BINDING_LABEL, expected_report_data
+from cube_lsp.attestation.errors import BindingError
+from cube_lsp.attestation.report import product_from_cpuid
+from cube_stack.agent.configfs import DEFAULT_TSM_PATH, ConfigfsTsmProvider
+from cube_stack.agent.errors import (
+    AgentError,
+    AgentRequestError,
+    AgentSettingsError,
+    EvidenceError,
+    ProviderUnavailableError,
+    SpkiMismatchError,
+)
+from cube_stack.agent.evidence import AttestationProvider, check_report
+from cube_stack.agent.sevguest import DEFAULT_DEVICE, SevGuestProvider
+from cube_stack.agent.simulated import SimulatedOptions, SimulatedProvider
+
+log = logging.getLogger(__name__)
+
+DOCUMENT_VERSION = 1
+Mode = Literal["auto", "configfs-tsm", "sev-guest", "simulated"]
+MODES: tuple[str, ...] = ("auto", "configfs-tsm", "sev-guest", "simulated")
+
+
+def report_product(report: bytes) -> str | None:
+    """Return the product named by a report's CPUID bytes (version >= 3), or None when it cannot tell."""
+    version = int.from_bytes(report[0:4], "little")
+    if version >= 3:
+        found = product_from_cpuid(report[0x188], report[0x189])
+        return found.value if found is not None else None
+    chip = report[0x1A0:0x1E0]
+    if any(chip[:8]) and not any(chip[8:]):
+        return "Turin"  # a version-2 report with an 8-byte chip id
+    return None
+
+
+def attestation_document(
+    provider: AttestationProvider, report: bytes, certificates: bytes | None, nonce: bytes, spki_der: bytes
+) -> dict[str, Any]:
+    """Return the agent's JSON document for one report (the format in this module's docstring)."""
+    return {
+        "version": DOCUMENT_VERSION,
+        "provider": provider.name,
+        "simulated": bool(provider.simulated),
+        "report": base64.b64encode(report).decode("ascii"),
+        "certificates": base64.b64encode(certificates).decode("ascii") if certificates else None,
+        "binding": {
+            "label": BINDING_LABEL.decode("ascii"),
+            "nonce": nonce.hex(),
+            "spki_sha256": hashlib.sha256(spki_der).hexdigest(),
+        },
+        "product": report_product(report),
+    }
+
+
+class Agent:
+    """The proxy's attestation agent: one provider, one TLS key (its DER SubjectPublicKeyInfo)."""
+
+    def __init__(self, provider: AttestationProvider, spki_der: bytes, *, max_concurrent: int = 4) -> None:
+        if not isinstance(provider, AttestationProvider):
+            raise AgentSettingsError(
+                "provider", f"found {type(provider).__name__}, wanted an AttestationProvider"
+            )
+        if not isinstance(spki_der, bytes | bytearray) or not spki_der:
+            raise AgentSettingsError("spki_der", "found no bytes, wanted the DER SPKI of the proxy's TLS key")
+        if max_concurrent < 1:
+            raise AgentSettingsError("max_concurrent", f"found {max_concurrent}, wanted at least 1")
+        self.provider = provider
+        self.spki_der = bytes(spki_der)
+        self._slots = asyncio.Semaphore(max_concurrent)  # bounds the worker threads a flood can occupy
+        log.log(
+            logging.WARNING if provider.simulated else logging.INFO,
+            "agent.ready provider=%s%s spki_sha256=%s",
+            provider.name,
+            " (SIMULATED: no SEV-SNP hardware behind these reports)" if provider.simulated else "",
+            hashlib.sha256(self.spki_der).hexdigest(),
+            extra={"event": "agent.ready"},
+        )
+
+    async def attest(self, nonce: bytes, spki_der: bytes) -> dict[str, Any]:
+        """Return the attestation document binding ``nonce`` and ``spki_der`` (which must be our key)."""
+        if not hmac.compare_digest(bytes(spki_der), self.spki_der):
+            self._log_failure("agent.spki_mismatch")
+            raise SpkiMismatchError(
+                f"asked to bind the key with SPKI SHA-256 {hashlib.sha256(spki_der).hexdigest()}, "
+                f"wanted this agent's key {hashlib.sha256(self.spki_der).hexdigest()}"
+            )
+        try:
+            report_data = expected_report_data(nonce, self.spki_der)
+        except BindingError as exc:
+            raise AgentRequestError(exc.message) from None
+        try:
+            async with self._slots:
+                evidence = await asyncio.to_thread(self.provider.get_report, report_data)
+            report = check_report(evidence.report, report_data, self.provider.name)
+        except AgentError as exc:
+            self._log_failure(exc.code)
+            raise
+        except OSError as exc:  # a provider outside this package; keep its text out of responses
+            self._log_failure("agent.evidence_failed")
+            raise EvidenceError(f"{self.provider.name}: {type(exc).__name__} ({exc.errno})") from None
+        log.log(
+            logging.WARNING if self.provider.simulated else logging.INFO,
+            "agent.attested provider=%s%s certificates=%s",
+            self.provider.name,
+            " SIMULATED" if self.provider.simulated else "",
+            "yes" if evidence.certificates else "no",
+            extra={"event": "agent.attested"},
+        )
+        return attestation_document(self.provider, report, evidence.certificates, bytes(nonce), self.spki_der)
+
+    def _log_failure(self, code: str) -> None:
+        log.error(
+            "agent.attest_failed provider=%s code=%s",
+            self.provider.name,
+            code,
+            extra={"event": "agent.attest"},
+        )
+
+
+def select_provider(
+    mode: str = "auto",
+    *,
+    tsm_path: str | os.PathLike[str] = DEFAULT_TSM_PATH,
+    device: str | os.PathLike[str] = DEFAULT_DEVICE,
+    vmpl: int | None = None,
+    simulated: SimulatedOptions | None = None,
+) -> AttestationProvider:
+    """Return the provider for ``mode``; ``auto`` never falls back to the simulated provider."""
+    if mode not in MODES:
+        raise AgentSettingsError("mode", f"found {mode!r}, wanted one of {', '.join(MODES)}")
+    if mode == "simulated":
+        log.warning(
+            "agent.mode SIMULATED attestation chosen explicitly: this is NOT a confidential VM",
+            extra={"event": "agent.mode"},
+        )
+        return SimulatedProvider(simulated)
+    if simulated is not None:
+        raise AgentSettingsError(
+            "simulated", f"found simulated options with mode {mode!r}, wanted mode 'simulated'"
+        )
+    tsm, dev = Path(tsm_path), Path(device)
+    if mode == "configfs-tsm" or (mode == "auto" and tsm.is_dir()):
+        chosen: AttestationProvider = ConfigfsTsmProvider(tsm, privlevel=vmpl)
+    elif mode == "sev-guest" or (mode == "auto" and dev.exists()):
+        chosen = SevGuestProvider(dev, vmpl=0 if vmpl is None else vmpl)
+    else:
+        raise ProviderUnavailableError(
+            f"no SEV-SNP interface: neither {tsm} (configfs-tsm) nor {dev} exists; this is not an SEV-SNP "
+            "guest. For dev mode without hardware, choose the simulated provider explicitly.",
+            code="agent.no_tee",
+        )
+    log.info("agent.mode provider=%s (from mode %s)", chosen.name, mode, extra={"event": "agent.mode"})
+    return chosen
