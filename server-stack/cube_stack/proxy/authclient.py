@@ -180,7 +180,8 @@ class InProcessAuthClient:
         """Return the service's JWKS (over HTTP when a ``jwks_client`` was given)."""
         if self._jwks_client is not None:
             return await self._jwks_client.jwks()
-        return await self._guard(self._service.jwks())
+        document: dict[str, Any] = await self._guard(self._service.jwks())
+        return document
 
     async def authenticate_pat(self, token: str) -> Subject:
         """Authenticate a PAT with :meth:`AuthService.authenticate`."""

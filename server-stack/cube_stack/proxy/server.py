@@ -61,7 +61,7 @@ class ProxyServer:
             log_config=None,  # leave logging to the embedding process
             access_log=False,
             server_header=False,
-            timeout_graceful_shutdown=settings.shutdown_grace,
+            timeout_graceful_shutdown=max(1, round(settings.shutdown_grace)),  # uvicorn wants whole seconds
             ssl_context_factory=factory,
         )
         self._server = _Server(self.config)
