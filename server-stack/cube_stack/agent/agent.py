@@ -37,7 +37,7 @@ import hmac
 import logging
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from cube_lsp.attestation.binding import BINDING_LABEL, expected_report_data
 from cube_lsp.attestation.errors import BindingError
@@ -58,7 +58,6 @@ from cube_stack.agent.simulated import SimulatedOptions, SimulatedProvider
 log = logging.getLogger(__name__)
 
 DOCUMENT_VERSION = 1
-Mode = Literal["auto", "configfs-tsm", "sev-guest", "simulated"]
 MODES: tuple[str, ...] = ("auto", "configfs-tsm", "sev-guest", "simulated")
 
 
@@ -139,8 +138,7 @@ class Agent:
         except OSError as exc:  # a provider outside this package; keep its text out of responses
             self._log_failure("agent.evidence_failed")
             raise EvidenceError(f"{self.provider.name}: {type(exc).__name__} ({exc.errno})") from None
-        log.log(
-            logging.WARNING if self.provider.simulated else logging.INFO,
+        log.info(
             "agent.attested provider=%s%s certificates=%s",
             self.provider.name,
             " SIMULATED" if self.provider.simulated else "",

@@ -494,7 +494,7 @@ class SimulatedProvider:
     def get_report(self, report_data: bytes) -> Evidence:
         """Return a SIMULATED report for ``report_data`` with the VCEK/ASK/ARK certificate table."""
         report = self.build_report(report_data)
-        log.info(
+        log.debug(
             "agent.report provider=simulated SIMULATED report signed (root %s)",
             self.ark_fingerprint()[:16],
             extra={"event": "agent.report"},

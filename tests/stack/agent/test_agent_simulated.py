@@ -222,12 +222,12 @@ def test_the_chain_says_simulated_where_the_contract_allows(make_simulated: Make
 def test_construction_logs_simulated_loudly(
     make_simulated: MakeProvider, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level("INFO", logger="cube_stack.agent")
+    caplog.set_level("DEBUG", logger="cube_stack.agent")
     provider = make_simulated()
     attest(provider)
     warnings = [r for r in caplog.records if r.levelname == "WARNING" and "SIMULATED" in r.getMessage()]
     assert warnings and provider.ark_fingerprint() in warnings[0].getMessage()
-    assert any("SIMULATED" in r.getMessage() for r in caplog.records if r.levelname == "INFO")
+    assert any("SIMULATED" in r.getMessage() for r in caplog.records if r.levelname == "DEBUG")
 
 
 @pytest.mark.parametrize(
