@@ -1,0 +1,37 @@
+"""SuperMQ's ``auth.v1.AuthService`` over gRPC: our ``.proto``, run-time stubs, server and clients.
+
+Public surface: :func:`serve_grpc` (start a ``grpc.aio`` server over an
+:class:`~cube_stack.auth.AuthService`), :class:`GrpcAuthClient` (``authenticate``/``authorize``),
+:class:`GrpcProxyAuthClient` (the proxy's ``AuthClient`` over gRPC), the TLS settings, the errors this
+layer adds and :func:`ensure_generated` (the stubs, compiled from ``proto/auth/v1/auth.proto`` on first
+use; nothing generated is committed).
+"""
+
+from cube_stack.auth.grpc.client import (
+    GrpcAuthClient,
+    GrpcProxyAuthClient,
+    JwksSource,
+    PatRequest,
+    PolicyRequest,
+)
+from cube_stack.auth.grpc.codegen import Stubs, ensure_generated
+from cube_stack.auth.grpc.errors import AuthServiceUnavailableError, CodegenError
+from cube_stack.auth.grpc.server import AuthServicer, GrpcAuthServer, serve_grpc
+from cube_stack.auth.grpc.tls import ClientTLS, ServerTLS
+
+__all__ = [
+    "AuthServiceUnavailableError",
+    "AuthServicer",
+    "ClientTLS",
+    "CodegenError",
+    "GrpcAuthClient",
+    "GrpcAuthServer",
+    "GrpcProxyAuthClient",
+    "JwksSource",
+    "PatRequest",
+    "PolicyRequest",
+    "ServerTLS",
+    "Stubs",
+    "ensure_generated",
+    "serve_grpc",
+]
