@@ -61,7 +61,9 @@ async def test_refresh_token_is_refused(client: GrpcAuthClient, world: World) ->
     assert raised.value.code == "auth.wrong_token_type"
 
 
-async def test_expired_access_token_is_refused(client: GrpcAuthClient, world: World, clock: FakeClock) -> None:
+async def test_expired_access_token_is_refused(
+    client: GrpcAuthClient, world: World, clock: FakeClock
+) -> None:
     clock.advance(hours=1, seconds=1)
 
     with pytest.raises(AuthenticationError) as raised:
@@ -79,7 +81,9 @@ async def test_expired_pat_is_refused(client: GrpcAuthClient, world: World, cloc
     assert raised.value.code == "auth.pat_expired"
 
 
-async def test_wire_status_details_and_code_trailer(server: GrpcAuthServer, stubs: Stubs, world: World) -> None:
+async def test_wire_status_details_and_code_trailer(
+    server: GrpcAuthServer, stubs: Stubs, world: World
+) -> None:
     token = world.alice.refresh_token
     async with grpc.aio.insecure_channel(server.target) as channel:
         stub = stubs.auth_pb2_grpc.AuthServiceStub(channel)
