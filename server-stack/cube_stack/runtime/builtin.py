@@ -1,0 +1,198 @@
+"""The built-in runtime: our own llama.cpp server, for when no Ollama or vLLM is there.
+
+Bridges :class:`BuiltinSettings` (which GGUF files and embedding models to serve, where to listen) and
+a running uvicorn serving :func:`~cube_stack.runtime.app.create_runtime_app` on 127.0.0.1. Models are
+loaded from the configured files at :meth:`BuiltinRuntime.start` — never downloaded. The listening
+socket is bound before uvicorn starts, so port 0 works and :attr:`BuiltinRuntime.base_url` is known
+at once; ``start`` returns when the app's lifespan has started.
+
+Use::
+
+    runtime = BuiltinRuntime(BuiltinSettings(models={"cube-demo:random": path}, port=0))
+    await runtime.start()          # loads the models, starts serving
+    runtime.base_url               # http://127.0.0.1:<port>
+    await runtime.stop()           # cancels generations, stops uvicorn, frees the models
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+
+from cube_stack.runtime.app import create_runtime_app
+from cube_stack.runtime.base import Api, Runtime
+from cube_stack.runtime.demo_model import DEMO_MODEL_FILE, DEMO_MODEL_NAME, write_demo_model
+from cube_stack.runtime.embeddings import MINILM_NAME, SentenceEmbedder, load_minilm
+from cube_stack.runtime.errors import RuntimeSettingsError, RuntimeUnavailableError
+from cube_stack.runtime.llama import LlamaModel
+from cube_stack.runtime.names import normalize_model_name
+from cube_stack.runtime.registry import GenerationObserver, ModelRegistry
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BuiltinSettings:
+    """What the built-in runtime serves and where it listens."""
+
+    models: Mapping[str, Path] = field(default_factory=dict)  # GGUF files by model name (name[:tag])
+    embedders: Mapping[str, Path] = field(default_factory=dict)  # sentence-transformers directories by name
+    minilm: bool = False  # also serve the packaged all-MiniLM-L6-v2 as ``all-minilm:l6-v2``
+    host: str = "127.0.0.1"  # loopback: the proxy in the same CVM is the only client
+    port: int = 0  # 0: pick a free port (read it from BuiltinRuntime.base_url)
+    n_ctx: int = 4096  # context window per GGUF model, in tokens
+    n_threads: int | None = None  # llama.cpp threads; unset: llama.cpp's default (the core count)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "models", MappingProxyType({k: Path(v) for k, v in self.models.items()}))
+        object.__setattr__(
+            self, "embedders", MappingProxyType({k: Path(v) for k, v in self.embedders.items()})
+        )
+        names = [*self.models, *self.embedders, *([MINILM_NAME] if self.minilm else [])]
+        normalized = [normalize_model_name(name) for name in names]
+        if len(set(normalized)) != len(normalized):
+            raise RuntimeSettingsError("models", f"model names collide: {sorted(names)}")
+        if not normalized:
+            raise RuntimeSettingsError("models", "configure at least one model")
+        if not 0 <= self.port <= 65535:
+            raise RuntimeSettingsError("port", f"{self.port} is not a TCP port")
+        if self.n_ctx < 64:
+            raise RuntimeSettingsError("n_ctx", f"{self.n_ctx} is below the minimum of 64 tokens")
+        if self.n_threads is not None and self.n_threads < 1:
+            raise RuntimeSettingsError("n_threads", f"{self.n_threads} must be at least 1")
+
+
+def embedded_default_settings(data_dir: Path, *, port: int = 0, minilm: bool = True) -> BuiltinSettings:
+    """Return the settings of ``cube-stack up`` without Ollama: the RANDOM-WEIGHTS demo model (+ MiniLM)."""
+    path = data_dir / "models" / DEMO_MODEL_FILE
+    if not path.is_file():
+        write_demo_model(path)
+    return BuiltinSettings(models={DEMO_MODEL_NAME: path}, minilm=minilm, port=port)
+
+
+class BuiltinRuntime(Runtime):
+    """llama.cpp (and MiniLM) behind the Ollama and OpenAI APIs, served by uvicorn on loopback."""
+
+    kind = "builtin"
+    apis = frozenset({Api.OLLAMA, Api.OPENAI})
+
+    def __init__(self, settings: BuiltinSettings, *, observer: GenerationObserver | None = None) -> None:
+        self.settings = settings
+        self.registry = ModelRegistry(observer=observer)
+        self._server: uvicorn.Server | None = None
+        self._serving: asyncio.Task[None] | None = None
+        self._socket: socket.socket | None = None
+        self._port: int | None = None
+
+    @property
+    def base_url(self) -> str:
+        """Return ``http://127.0.0.1:<port>``; raises if the runtime is not started."""
+        if self._port is None:
+            raise RuntimeUnavailableError("the built-in runtime is not started")
+        return f"http://{self.settings.host}:{self._port}"
+
+    async def start(self) -> None:
+        """Load every configured model, then serve; returns once the app is up."""
+        if self._serving is not None:
+            return
+        try:
+            await asyncio.to_thread(self._load_models)
+        except BaseException:
+            self.registry.close()
+            raise
+        ready = asyncio.Event()
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app: Starlette) -> AsyncIterator[None]:
+            ready.set()
+            yield
+
+        try:
+            sock = _bind(self.settings.host, self.settings.port)
+        except BaseException:
+            await asyncio.to_thread(self.registry.close)
+            raise
+        config = uvicorn.Config(
+            create_runtime_app(self.registry, lifespan=lifespan),
+            lifespan="on",
+            access_log=False,
+            log_config=None,
+            timeout_graceful_shutdown=5,
+        )
+        self._server = _EmbeddedServer(config)
+        self._socket = sock
+        self._port = sock.getsockname()[1]
+        self._serving = asyncio.create_task(self._server.serve(sockets=[sock]))
+        waiter = asyncio.create_task(ready.wait())
+        await asyncio.wait({waiter, self._serving}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.is_set():
+            waiter.cancel()
+            await self.stop()
+            raise RuntimeUnavailableError("the built-in runtime's server exited during start-up")
+        logger.info("built-in runtime serving %s at %s", self.registry.names(), self.base_url)
+
+    async def stop(self) -> None:
+        """Cancel running generations, stop uvicorn and free the models."""
+        self.registry.cancel_all()
+        if self._server is not None and self._serving is not None:
+            self._server.should_exit = True
+            with contextlib.suppress(Exception):
+                await self._serving
+        if self._socket is not None:
+            self._socket.close()
+        await asyncio.to_thread(self.registry.close)
+        self._server = self._serving = self._socket = None
+        self._port = None
+
+    async def probe(self, seconds: float = 1.0) -> bool:
+        """Return whether the running app answers ``/api/tags`` within ``seconds``."""
+        if self._port is None:
+            return False
+        try:
+            async with httpx.AsyncClient(timeout=seconds, trust_env=False) as client:
+                response = await client.get(f"{self.base_url}/api/tags")
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    def _load_models(self) -> None:
+        for name, path in self.settings.models.items():
+            self.registry.add(
+                LlamaModel(name, path, n_ctx=self.settings.n_ctx, n_threads=self.settings.n_threads)
+            )
+        for name, path in self.settings.embedders.items():
+            self.registry.add(SentenceEmbedder(name, path))
+        if self.settings.minilm:
+            self.registry.add(load_minilm())
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without signal handlers: the process that embeds the runtime owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    if os.name != "nt":
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise RuntimeSettingsError("port", f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(128)  # connections queue here until uvicorn accepts them
+    return sock

