@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 import pytest
 from cube_auth_grpc_testkit import ADMIN, FakeClock, World, make_world
+
 from cube_stack.auth import AuthService, AuthSettings
 from cube_stack.auth.grpc import GrpcAuthClient, GrpcAuthServer, Stubs, ensure_generated, serve_grpc
 from cube_stack.auth.migrations import migrate

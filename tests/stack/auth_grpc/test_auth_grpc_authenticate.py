@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 from cube_auth_grpc_testkit import FakeClock, World
+
 from cube_stack.auth import AuthenticationError, TokenType, UserRole
 from cube_stack.auth.grpc import GrpcAuthClient, GrpcAuthServer, Stubs
 from cube_stack.auth.grpc.server import ERROR_CODE_KEY

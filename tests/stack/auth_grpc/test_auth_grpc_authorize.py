@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 from cube_auth_grpc_testkit import World
+
 from cube_stack.auth import (
     AuthenticationError,
     AuthorizationError,
@@ -105,8 +106,9 @@ async def test_someone_elses_pat_id_is_refused(client: GrpcAuthClient, world: Wo
 
 
 async def test_disabled_user_is_denied(client: GrpcAuthClient, service: AuthService, world: World) -> None:
-    from cube_stack.auth.schema import users
     from sqlalchemy import update
+
+    from cube_stack.auth.schema import users
 
     async with service.store.engine.begin() as conn:
         await conn.execute(update(users).where(users.c.id == world.alice.id).values(status="disabled"))

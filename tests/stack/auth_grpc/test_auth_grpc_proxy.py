@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 from cube_auth_grpc_testkit import World
+
 from cube_stack.auth import AuthService, AuthSettings, create_auth_app
 from cube_stack.auth.grpc import GrpcAuthClient, GrpcAuthServer, GrpcProxyAuthClient, Stubs, serve_grpc
 from cube_stack.proxy import AuthClient, HttpAuthClient, Subject

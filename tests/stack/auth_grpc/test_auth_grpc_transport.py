@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import trustme
 from cube_auth_grpc_testkit import World
+
 from cube_stack.auth import AuthService, AuthSettingsError
 from cube_stack.auth.grpc import (
     AuthServiceUnavailableError,
