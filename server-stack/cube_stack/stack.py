@@ -1,0 +1,326 @@
+"""The embedded default: auth on SQLite, a model runtime, the simulated attestation agent and the proxy.
+
+`cube-stack up` is this module plus argument parsing. Everything runs in one process and one event
+loop, bound to loopback:
+
+* the SuperMQ-compatible auth service (SQLite under the data directory) with its HTTP API, so the
+  SuperMQ user/token/PAT endpoints work as they would in production;
+* a runtime: Ollama at 127.0.0.1:11434 when it answers, otherwise the built-in llama.cpp runtime
+  with the given GGUF models, or the generated RANDOM-WEIGHTS demo model when none is given;
+* the proxy over TLS, with a key made at start, and the SIMULATED attestation agent bound to it
+  (there is no SEV-SNP hardware on a laptop; the client accepts the simulated root only because
+  the policy written here names it, and says SIMULATED everywhere);
+* on first run a user, a domain and a personal access token, kept in ``state.json`` (0600).
+
+It writes ``client.json`` (the cube-lsp settings contract), ``policy.json`` (the attestation policy
+naming the simulated root and measurement) and ``proxy-cert.pem`` (this start's certificate, so TLS
+can proceed; trust still rests on attestation pinning the key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+import uvicorn
+
+from cube_stack.agent import Agent, SimulatedOptions, select_provider
+from cube_stack.agent.tls import new_tls_identity
+from cube_stack.auth.app import create_auth_app
+from cube_stack.auth.requests import parse_new_domain, parse_new_pat
+from cube_stack.auth.service import AuthService
+from cube_stack.auth.settings import AuthSettings
+from cube_stack.proxy.app import create_proxy_app
+from cube_stack.proxy.authclient import InProcessAuthClient
+from cube_stack.proxy.server import ProxyServer
+from cube_stack.proxy.settings import ProxySettings
+from cube_stack.runtime import (
+    DEMO_MODEL_NAME,
+    MINILM_NAME,
+    BuiltinRuntime,
+    BuiltinSettings,
+    OllamaRuntime,
+    Runtime,
+    embedded_default_settings,
+)
+
+log = logging.getLogger("cube_stack")
+
+ADMIN_USERNAME = "admin"
+ADMIN_EMAIL = "admin@localhost"
+DOMAIN_ROUTE = "cube"
+PAT_LIFETIME = "365d"
+OLLAMA_URL = "http://127.0.0.1:11434"
+
+
+def default_data_dir() -> Path:
+    """Return the per-user data directory of `cube-stack up`."""
+    return platformdirs.user_data_path("cube-stack")
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    """What `cube-stack up` starts; every field has a default."""
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    host: str = "127.0.0.1"  # the proxy's listen address
+    port: int = 8900  # the proxy's port (Cube's default); 0 picks a free one
+    auth_port: int = 8189  # the auth service's HTTP API (SuperMQ's default port); 0 picks a free one
+    models: Sequence[Path] = ()  # GGUF files for the built-in runtime; empty: the RANDOM-WEIGHTS demo
+    embed_model: str | None = None  # sentence-transformers directory; unset: the bundled all-MiniLM-L6-v2
+    ollama_url: str | None = OLLAMA_URL  # use Ollama when it answers here; None: never
+    argon2_fast: bool = False  # cheap password hashing (tests only)
+
+
+@dataclass
+class StackState:
+    """What the first run created and later runs reuse (kept in ``state.json``, mode 0600)."""
+
+    admin_password: str
+    domain_id: str = ""
+    token: str = ""
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> StackState:
+        """Read the state, or make a new admin password on first run."""
+        if path.is_file():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(**{k: data[k] for k in ("admin_password", "domain_id", "token") if k in data})
+        state = cls(admin_password=secrets.token_urlsafe(24))
+        state.save(path)
+        return state
+
+    def save(self, path: Path) -> None:
+        """Write the state readable by the owner only."""
+        write_private(path, json.dumps(self.__dict__, indent=2) + "\n")
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600 (created so, never widened)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)
+
+
+@dataclass
+class RunningStack:
+    """The started parts, with what a client needs to reach them."""
+
+    endpoint: str
+    auth_url: str
+    domain_id: str
+    token: str
+    runtime: str  # "ollama" or "builtin"
+    completion_model: str
+    embedding_model: str | None
+    client_settings: dict[str, Any]
+    paths: dict[str, Path]
+
+
+class EmbeddedStack:
+    """Starts and stops the embedded default; use ``async with EmbeddedStack(options) as running``."""
+
+    def __init__(self, options: StackOptions) -> None:
+        self.options = options
+        self._exit = contextlib.AsyncExitStack()
+        self.service: AuthService | None = None
+        self.runtime: Runtime | None = None
+        self.proxy: ProxyServer | None = None
+
+    async def __aenter__(self) -> RunningStack:
+        try:
+            return await self._start()
+        except BaseException:
+            await self._exit.aclose()
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._exit.aclose()
+
+    async def _start(self) -> RunningStack:
+        opts = self.options
+        data = opts.data_dir
+        data.mkdir(parents=True, exist_ok=True, mode=0o700)
+        state_path = data / "state.json"
+        state = StackState.load_or_create(state_path)
+
+        service = await AuthService.open(self._auth_settings(state))
+        self._exit.push_async_callback(service.close)
+        self.service = service
+        auth_url = await self._serve_auth(service)
+        if not state.domain_id or not state.token:
+            await _bootstrap(service, state)
+            state.save(state_path)
+
+        runtime, models = await self._start_runtime()
+        completion_model, embedding_model = models
+
+        identity = new_tls_identity(("localhost", "127.0.0.1", "::1"), days=30)
+        simulated = SimulatedOptions(data_dir=data / "agent")
+        provider = select_provider("simulated", simulated=simulated)
+        agent = Agent(provider, identity.spki_der)
+        settings = ProxySettings(
+            host=opts.host, port=opts.port, tls=True, auth_url=auth_url, ollama_url=runtime.base_url
+        )
+        auth_client = InProcessAuthClient(service)
+        self._exit.push_async_callback(auth_client.aclose)
+        app = create_proxy_app(settings, auth=auth_client, agent=agent, identity=identity)
+        proxy = ProxyServer(app, settings)
+        sock = proxy.bind()
+        serving = asyncio.create_task(proxy.serve(sockets=[sock]))
+        self._exit.push_async_callback(_stop_proxy, proxy, serving, sock)
+        await _wait_started(lambda: proxy.started, serving)
+        self.proxy = proxy
+
+        paths = {
+            "client": data / "client.json",
+            "policy": data / "policy.json",
+            "certificate": data / "proxy-cert.pem",
+            "state": state_path,
+        }
+        paths["policy"].write_text(json.dumps(provider.client_policy(), indent=2) + "\n", encoding="utf-8")
+        paths["certificate"].write_bytes(identity.cert_pem)
+        client = {
+            "endpoint": proxy.url,
+            "domain": state.domain_id,
+            "token": state.token,
+            "api": "ollama",
+            "models": {"completion": completion_model, "embedding": embedding_model},
+            "attestation": {"mode": "simulated", "policy": str(paths["policy"])},
+            "tls": {"caBundle": str(paths["certificate"])},
+        }
+        write_private(paths["client"], json.dumps(client, indent=2) + "\n")
+        return RunningStack(
+            endpoint=proxy.url,
+            auth_url=auth_url,
+            domain_id=state.domain_id,
+            token=state.token,
+            runtime=runtime.kind,
+            completion_model=completion_model,
+            embedding_model=embedding_model,
+            client_settings=client,
+            paths=paths,
+        )
+
+    def _auth_settings(self, state: StackState) -> AuthSettings:
+        fast = {"argon2_time_cost": 1, "argon2_memory_kib": 8, "sqlite_synchronous": "off"}
+        return AuthSettings(
+            data_dir=self.options.data_dir / "auth",
+            admin_username=ADMIN_USERNAME,
+            admin_email=ADMIN_EMAIL,
+            admin_password=state.admin_password,
+            **(fast if self.options.argon2_fast else {}),  # type: ignore[arg-type]
+        )
+
+    async def _serve_auth(self, service: AuthService) -> str:
+        sock = _bind(self.options.host, self.options.auth_port)
+        config = uvicorn.Config(
+            create_auth_app(service.settings, service=service),
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+        )
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        self._exit.push_async_callback(_stop_uvicorn, server, serving, sock)
+        await _wait_started(lambda: server.started, serving)
+        host, port = sock.getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    async def _start_runtime(self) -> tuple[Runtime, tuple[str, str | None]]:
+        opts = self.options
+        if opts.ollama_url and not opts.models:
+            ollama = OllamaRuntime(opts.ollama_url)
+            if await ollama.probe():
+                names = await _ollama_models(ollama)
+                self.runtime = ollama
+                log.info("using Ollama at %s", opts.ollama_url)
+                completion = next(
+                    (n for n in names if "coder" in n or "code" in n), names[0] if names else ""
+                )
+                embedding = next((n for n in names if "embed" in n or "minilm" in n), None)
+                return ollama, (completion, embedding)
+        if opts.models:
+            models = {path.stem: path for path in opts.models}
+            embedders = {Path(opts.embed_model).name: Path(opts.embed_model)} if opts.embed_model else {}
+            settings = BuiltinSettings(models=models, embedders=embedders, minilm=not opts.embed_model)
+            completion = next(iter(models))
+        else:
+            settings = embedded_default_settings(opts.data_dir)
+            completion = DEMO_MODEL_NAME
+        runtime = BuiltinRuntime(settings)
+        await runtime.start()
+        self._exit.push_async_callback(runtime.stop)
+        self.runtime = runtime
+        embedding = Path(opts.embed_model).name if opts.embed_model else MINILM_NAME
+        return runtime, (completion, embedding)
+
+
+async def _bootstrap(service: AuthService, state: StackState) -> None:
+    """Create the first domain and a PAT for it, as the bootstrap admin."""
+    pair = await service.issue_tokens(ADMIN_USERNAME, state.admin_password)
+    admin = await service.authenticate(pair.access_token)
+    domain = await service.create_domain(admin, parse_new_domain({"name": "Cube", "route": DOMAIN_ROUTE}))
+    scopes = [{"domain_id": domain.id, "entity_type": "llm", "entity_id": "*", "operation": "*"}]
+    new_pat = parse_new_pat(
+        {
+            "name": "cube-stack",
+            "description": "made by cube-stack up",
+            "duration": PAT_LIFETIME,
+            "scopes": scopes,
+        }
+    )
+    _, secret = await service.create_pat(admin, new_pat)
+    state.domain_id, state.token = domain.id, secret
+
+
+async def _ollama_models(ollama: OllamaRuntime) -> list[str]:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=2, trust_env=False) as client:
+        response = await client.get(f"{ollama.base_url}/api/tags")
+    return [model["name"] for model in response.json().get("models", []) if isinstance(model, dict)]
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    return sock
+
+
+async def _wait_started(started: Any, serving: asyncio.Task[None]) -> None:
+    """Wait until a uvicorn server says it started, or fail if it exited first."""
+    while not started():
+        if serving.done():
+            serving.result()  # raises the server's start-up error
+            raise RuntimeError("server exited during start-up")
+        await asyncio.sleep(0.01)  # uvicorn offers no start-up event; polling its flag is the API
+
+
+async def _stop_uvicorn(server: uvicorn.Server, serving: asyncio.Task[None], sock: socket.socket) -> None:
+    server.should_exit = True
+    with contextlib.suppress(Exception):
+        await serving
+    sock.close()
+
+
+async def _stop_proxy(proxy: ProxyServer, serving: asyncio.Task[None], sock: socket.socket) -> None:
+    proxy.stop()
+    with contextlib.suppress(Exception):
+        await serving
+    sock.close()
