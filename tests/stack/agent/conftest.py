@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from cube_agent_testkit import MakeProvider
-from cube_stack.agent import SimulatedOptions, SimulatedProvider, SimulatedRoot
 
 from cube_lsp.attestation import Product
+from cube_stack.agent import SimulatedOptions, SimulatedProvider, SimulatedRoot
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cube_lsp.attestation import (
+    TrustedRoot,
+    VerifiedReport,
+    VerifyOptions,
+    parse_cert_table,
+    verify_report,
+)
 from cube_stack.agent import SimulatedProvider, TsmFilesystem
 from cube_stack.agent.sevguest import (
     PAGE_SIZE,
@@ -30,14 +37,6 @@ from cube_stack.agent.sevguest import (
     SNP_GUEST_VMM_ERR_INVALID_LEN,
     SnpExtReportReq,
     SnpGuestRequestIoctl,
-)
-
-from cube_lsp.attestation import (
-    TrustedRoot,
-    VerifiedReport,
-    VerifyOptions,
-    parse_cert_table,
-    verify_report,
 )
 
 MakeProvider = Callable[..., SimulatedProvider]

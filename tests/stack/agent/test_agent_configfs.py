@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 from cube_agent_testkit import FakeConfigfsTsm, MakeProvider, verify_evidence
+
+from cube_lsp.attestation import check_binding, expected_report_data
 from cube_stack.agent import (
     ConfigfsTsmProvider,
     EvidenceError,
     ProviderUnavailableError,
     TsmFilesystem,
 )
-
-from cube_lsp.attestation import check_binding, expected_report_data
 
 NONCE = bytes(range(100, 132))
 SPKI = b"configfs test spki"

@@ -9,10 +9,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import cube_stack.agent as agent_pkg
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 from cube_agent_testkit import FakeConfigfsTsm, FakeSevGuestDriver, MakeProvider, verify_evidence
+
+import cube_stack.agent as agent_pkg
+from cube_lsp.attestation import Product, check_binding, check_policy, load_policy, parse_cert_table
 from cube_stack.agent import (
     Agent,
     AgentRequestError,
@@ -33,8 +35,6 @@ from cube_stack.agent import (
     spki_sha256,
 )
 from cube_stack.proxy import AttestationAgent, BadRequestError
-
-from cube_lsp.attestation import Product, check_binding, check_policy, load_policy, parse_cert_table
 
 NONCE = bytes(range(7, 39))
 

@@ -20,10 +20,6 @@ from pathlib import Path
 import httpx
 import pytest
 from cube_agent_testkit import MakeProvider
-from cube_stack.agent import SIMULATED_MEASUREMENT, Agent, SimulatedProvider, new_tls_identity, peer_spki_der
-from cube_stack.auth import AuthService, AuthSettings
-from cube_stack.auth.requests import NewDomain
-from cube_stack.proxy import InProcessAuthClient, ProxyServer, ProxySettings, TlsIdentity, create_proxy_app
 
 from cube_lsp.attestation import (
     AttestationError,
@@ -35,6 +31,10 @@ from cube_lsp.attestation import (
     parse_cert_table,
     verify_report,
 )
+from cube_stack.agent import SIMULATED_MEASUREMENT, Agent, SimulatedProvider, new_tls_identity, peer_spki_der
+from cube_stack.auth import AuthService, AuthSettings
+from cube_stack.auth.requests import NewDomain
+from cube_stack.proxy import InProcessAuthClient, ProxyServer, ProxySettings, TlsIdentity, create_proxy_app
 
 PASSWORD = "admin-password-1"
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from cube_agent_testkit import FakeSevGuestDriver, MakeProvider, verify_evidence
+
+from cube_lsp.attestation import check_binding, expected_report_data
 from cube_stack.agent import (
     AgentSettingsError,
     EvidenceError,
@@ -24,8 +26,6 @@ from cube_stack.agent.sevguest import (
     SnpReportResp,
     parse_report_response,
 )
-
-from cube_lsp.attestation import check_binding, expected_report_data
 
 NONCE = bytes(range(50, 82))
 SPKI = b"sev-guest test spki"

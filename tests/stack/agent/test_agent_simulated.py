@@ -12,16 +12,6 @@ from typing import Any
 import pytest
 from cryptography.x509.oid import NameOID
 from cube_agent_testkit import MakeProvider, verify_evidence
-from cube_stack.agent import (
-    SIMULATED_MEASUREMENT,
-    AgentSettingsError,
-    EvidenceError,
-    SimulatedOptions,
-    SimulatedProvider,
-    SimulatedStateError,
-    SimulatedTcb,
-)
-from cube_stack.agent.simulated import state_path
 
 from cube_lsp.attestation import (
     AttestationError,
@@ -39,6 +29,16 @@ from cube_lsp.attestation import (
     parse_report,
     verify_report,
 )
+from cube_stack.agent import (
+    SIMULATED_MEASUREMENT,
+    AgentSettingsError,
+    EvidenceError,
+    SimulatedOptions,
+    SimulatedProvider,
+    SimulatedStateError,
+    SimulatedTcb,
+)
+from cube_stack.agent.simulated import state_path
 
 NONCE = bytes(range(1, 33))
 SPKI = b"0Y0\x13\x06\x07*\x86H\xce=\x02\x01 test spki"

@@ -20,6 +20,7 @@ import asyncpg
 import httpx
 import pytest
 from cube_auth_testkit import ADMIN, Account, FakeClock, login, make_user
+
 from cube_stack.auth import AuthService, AuthSettings, create_auth_app
 from cube_stack.auth.migrations import migrate
 from cube_stack.auth.schema import metadata

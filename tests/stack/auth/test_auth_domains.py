@@ -7,6 +7,7 @@ import uuid
 import httpx
 import pytest
 from cube_auth_testkit import Account, assert_error, bearer, make_domain, sqlite_only
+
 from cube_stack.auth import AuthorizationError, AuthService, MalformedError, NotFoundError
 from cube_stack.auth.permissions import AVAILABLE_ACTIONS
 

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from cube_auth_testkit import assert_error, bearer, sqlite_only
+
 from cube_stack.auth import AuthSettings, create_auth_app
 from cube_stack.auth.routes import ROUTES
 

@@ -11,6 +11,7 @@ import httpx
 import jwt
 import pytest
 from cube_auth_testkit import START, Account, FakeClock, assert_error, bearer, sqlite_only
+
 from cube_stack.auth import AuthenticationError, AuthService, TokenType, UserRole
 from cube_stack.auth.keys import b64url, generate_signing_key
 from cube_stack.auth.tokens import Claims, decode_token, encode_token, read_kid

@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from cube_auth_testkit import ADMIN, FakeClock, assert_error, bearer, login, make_domain, user_body
+from sqlalchemy import select
+
 from cube_stack.auth import AuthService, AuthSettings
 from cube_stack.auth.schema import signing_keys, users
-from sqlalchemy import select
 
 
 @pytest.fixture

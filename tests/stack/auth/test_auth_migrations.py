@@ -7,13 +7,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import insert, inspect
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from cube_stack.auth import AuthError, AuthService, AuthSettings
 from cube_stack.auth.migrations import LATEST_VERSION, current_version, migrate
 from cube_stack.auth.models import utc_now
 from cube_stack.auth.schema import metadata, schema_version
 from cube_stack.auth.store import create_engine
-from sqlalchemy import insert, inspect
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 def _settings(fresh_database, tmp_path: Path) -> AuthSettings:  # type: ignore[no-untyped-def]

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from cube_auth_testkit import Account, FakeClock, assert_error, bearer, make_domain, sqlite_only
+
 from cube_stack.auth import AuthenticationError, AuthorizationError, AuthService, TokenType
 from cube_stack.auth.schema import pats
 

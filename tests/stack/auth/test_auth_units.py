@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-import cube_stack.auth as auth
 import pytest
+
+import cube_stack.auth as auth
 from cube_stack.auth import AuthSettings, AuthSettingsError, MalformedError, Scope
 from cube_stack.auth.pats import hash_pat, new_pat, parse_pat_id, pat_matches
 from cube_stack.auth.permissions import canonical_scope, normalize_permission, scopes_allow

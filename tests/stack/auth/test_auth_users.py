@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from cube_auth_testkit import ADMIN, Account, assert_error, bearer, login, sqlite_only, user_body
+
 from cube_stack.auth import AuthService
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 from cube_auth_testkit import ADMIN, bearer
+
 from cube_stack.auth import AuthSettings, create_auth_app
 
 

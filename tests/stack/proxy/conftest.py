@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from cube_proxy_testkit import AuthStack, AuthStackThread, MakeProxy, ManualClock, Proxy, auth_stack
+
 from cube_stack.proxy import (
     AttestationAgent,
     AuthClient,
@@ -27,7 +28,6 @@ from cube_stack.proxy import (
     ProxySettings,
     create_proxy_app,
 )
-
 from tests.support.fixtures import SCRIPTED_TOKEN
 from tests.support.scripted_backend import DEFAULT_DOMAIN, ScriptedBackend
 

@@ -19,6 +19,12 @@ from typing import Any
 
 import httpx
 import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp
+
 from cube_stack.auth import (
     AuthError,
     AuthService,
@@ -29,11 +35,6 @@ from cube_stack.auth import (
     create_auth_app,
 )
 from cube_stack.proxy import AuthClient, ProxyServer, ProxySettings
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
-from starlette.types import ASGIApp
 
 
 @dataclass

@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 from cube_proxy_testkit import AuthStack, MakeProxy, ManualClock, bearer, llm_scope
-from cube_stack.proxy import HttpAuthClient, Subject
 
+from cube_stack.proxy import HttpAuthClient, Subject
 from tests.support.scripted_backend import Reply, ScriptedBackend
 
 

@@ -11,8 +11,8 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cube_proxy_testkit import AuthStack, MakeProxy, ManualClock, bearer, llm_scope
-from cube_stack.proxy import ROUTE_TABLE, Permission
 
+from cube_stack.proxy import ROUTE_TABLE, Permission
 from tests.support.scripted_backend import ScriptedBackend
 
 GENERATE = {"model": "m", "prompt": "p"}

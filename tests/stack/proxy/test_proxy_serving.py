@@ -15,8 +15,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cube_proxy_testkit import AuthStack, MakeProxy, bearer, llm_scope
-from cube_stack.proxy import HttpAuthClient, InProcessAuthClient, TlsIdentity
 
+from cube_stack.proxy import HttpAuthClient, InProcessAuthClient, TlsIdentity
 from tests.support.scripted_backend import Reply, ScriptedBackend
 
 

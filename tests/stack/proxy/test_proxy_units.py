@@ -8,6 +8,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from cube_stack import proxy
 from cube_stack.proxy import ProxySettings, ProxySettingsError, Subject
 from cube_stack.proxy.attestation import parse_nonce
