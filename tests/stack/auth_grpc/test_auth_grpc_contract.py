@@ -1,7 +1,7 @@
 """Our auth.proto against SuperMQ's contract: both compiled by protoc, descriptors compared field by field.
 
-The contract lives outside the repo (``$CUBE_SUPERMQ_CONTRACTS``, default ``/work/shared/contracts/supermq``);
-the comparison skips, naming the path, when it is absent.
+The contract lives beside the repository (``../shared/contracts/supermq``, which CI has too; override with
+``$CUBE_SUPERMQ_CONTRACTS``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from google.protobuf import descriptor_pb2
 
 from cube_stack.auth.grpc.codegen import AUTH_PROTO, PROTO_ROOT
 
-CONTRACT_ROOT = Path(os.environ.get("CUBE_SUPERMQ_CONTRACTS", "/work/shared/contracts/supermq")) / "proto"
+_SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "contracts" / "supermq"
+CONTRACT_ROOT = Path(os.environ.get("CUBE_SUPERMQ_CONTRACTS", _SHARED)) / "proto"
 
 
 def describe(proto_root: Path, out: Path) -> descriptor_pb2.FileDescriptorProto:
@@ -76,7 +77,9 @@ def shape(file: descriptor_pb2.FileDescriptorProto) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def contract(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     if not (CONTRACT_ROOT / AUTH_PROTO).is_file():
-        pytest.skip(f"SuperMQ contract not found at {CONTRACT_ROOT / AUTH_PROTO}")
+        pytest.fail(
+            f"SuperMQ contract not found at {CONTRACT_ROOT / AUTH_PROTO}: ../shared must sit beside the repo"
+        )
     return shape(describe(CONTRACT_ROOT, tmp_path_factory.mktemp("contract") / "set.bin"))
 
 
