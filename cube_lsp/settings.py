@@ -10,6 +10,7 @@ the server can show a message naming each field and keep running.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from cube_lsp.errors import SettingsError
 
@@ -71,9 +73,32 @@ class CompletionSettings:
 class AttestationSettings:
     """How the server behind `endpoint` must prove it runs in a confidential VM."""
 
-    # Until attestation verification lands, requests go out unattested and are shown as such.
-    mode: AttestationMode = "off"
-    policy: str | None = None  # path of the attestation policy JSON; unset: the packaged default
+    # required: AMD-signed report meeting `policy`; simulated: only the policy's simulated root (dev mode);
+    # off: no attestation, allowed only for a loopback endpoint.
+    mode: AttestationMode = "required"
+    policy: str | None = None  # attestation policy JSON file; unset: required/simulated modes send nothing
+    reattest_interval_s: int = 3600  # a verified key is re-attested after this many seconds
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """Return whether ``host`` is this machine: localhost, 127.0.0.0/8 or ::1."""
+    if not host:
+        return False
+    name = host.strip("[]").lower().rstrip(".")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def is_loopback_endpoint(endpoint: str | None) -> bool:
+    """Return whether the URL ``endpoint`` names a loopback host."""
+    try:
+        return bool(endpoint) and is_loopback_host(urlsplit(endpoint or "").hostname)
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -199,7 +224,29 @@ def _check_invariants(settings: Settings, errors: list[SettingsError]) -> Settin
             SettingsError("endpoint", f"must be an http:// or https:// URL, got {settings.endpoint!r}")
         )
         settings = dataclasses.replace(settings, endpoint=None)
-    return settings
+    return _check_attestation(settings, errors)
+
+
+def _check_attestation(settings: Settings, errors: list[SettingsError]) -> Settings:
+    att = settings.attestation
+    if not 1 <= att.reattest_interval_s <= 604_800:
+        errors.append(
+            SettingsError(
+                "attestation.reattestIntervalS", f"must be 1..604800 seconds, got {att.reattest_interval_s}"
+            )
+        )
+        att = dataclasses.replace(att, reattest_interval_s=AttestationSettings.reattest_interval_s)
+    if att.mode == "off" and settings.endpoint is not None and not is_loopback_endpoint(settings.endpoint):
+        # Fail closed: switching attestation off is a dev convenience for a proxy on this machine only.
+        errors.append(
+            SettingsError(
+                "attestation.mode",
+                f"'off' is allowed only for a loopback endpoint (localhost, 127.0.0.0/8, ::1), "
+                f"got {settings.endpoint!r}; using 'required'",
+            )
+        )
+        att = dataclasses.replace(att, mode="required")
+    return settings if att is settings.attestation else dataclasses.replace(settings, attestation=att)
 
 
 def _build(cls: type[Any], raw: Mapping[str, Any], path: str, errors: list[SettingsError]) -> Any:
