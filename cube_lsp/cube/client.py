@@ -31,6 +31,7 @@ from urllib.parse import quote
 
 import httpx
 
+from cube_lsp.cube.attested import make_client_transport
 from cube_lsp.cube.errors import (
     ProxyError,
     ProxyNotConfigured,
@@ -42,7 +43,7 @@ from cube_lsp.cube.errors import (
     translate_httpx_errors,
 )
 from cube_lsp.cube.requests import FimRequest
-from cube_lsp.cube.transport import TransportFactory, make_transport
+from cube_lsp.cube.transport import TransportFactory
 from cube_lsp.settings import Settings
 
 __all__ = ["DEFAULT_STREAM_LIMITS", "CubeClient", "StreamLimits"]
@@ -71,14 +72,15 @@ class CubeClient:
 
     Nothing is checked or connected on entry: the first request builds the transport, so a missing
     `endpoint` (``proxy.not_configured``) or unreadable TLS file (``proxy.tls``) is raised where
-    every other request error is. One client serves concurrent requests.
+    every other request error is. One client serves concurrent requests. The default transport is
+    attested as ``settings.attestation.mode`` says (:mod:`cube_lsp.cube.attested`).
     """
 
     def __init__(
         self,
         settings: Settings,
         *,
-        transport_factory: TransportFactory = make_transport,
+        transport_factory: TransportFactory = make_client_transport,
         limits: StreamLimits = DEFAULT_STREAM_LIMITS,
     ) -> None:
         self._settings = settings

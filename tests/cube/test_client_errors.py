@@ -10,7 +10,7 @@ import pytest
 
 from cube_lsp.cube.client import CubeClient
 from cube_lsp.cube.errors import ProxyError, ProxyModelNotFound, ProxyTimeout
-from cube_lsp.settings import Settings
+from cube_lsp.settings import AttestationSettings, Settings
 from tests.support.fixtures import SCRIPTED_TOKEN
 from tests.support.scripted_backend import Reply, ScriptedBackend
 
@@ -103,7 +103,12 @@ def refusing_port() -> Iterator[int]:
 
 
 async def test_connection_refused_is_unreachable(refusing_port: int) -> None:
-    settings = Settings(endpoint=f"http://127.0.0.1:{refusing_port}", domain="d", token="t")
+    settings = Settings(
+        endpoint=f"http://127.0.0.1:{refusing_port}",
+        domain="d",
+        token="t",
+        attestation=AttestationSettings(mode="off"),
+    )
     error = await stream_error(settings)
     assert error.code == "proxy.unreachable"
 

@@ -16,7 +16,7 @@ from cube_lsp.cube.client import CubeClient
 from cube_lsp.cube.errors import ProxyError, ProxyTimeout
 from cube_lsp.cube.transport import make_transport, select_proxy
 from cube_lsp.errors import CubeError
-from cube_lsp.settings import Settings, Timeouts
+from cube_lsp.settings import AttestationSettings, Settings, Timeouts
 from tests.support.scripted_backend import Reply, ScriptedBackend
 
 from ._helpers import collect, settings_for
@@ -291,6 +291,7 @@ async def test_connect_timeout(unaccepting_port: int) -> None:
         domain="d",
         token="t",
         timeouts=Timeouts(connect_ms=150),
+        attestation=AttestationSettings(mode="off"),
     )
     async with CubeClient(settings) as client:
         with pytest.raises(ProxyTimeout) as caught:

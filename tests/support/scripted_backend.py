@@ -498,7 +498,13 @@ class ScriptedBackend:
 
     def settings_json(self, *, api: Literal["ollama", "openai"] = "ollama", **extra: Any) -> dict[str, Any]:
         """Return cube-lsp settings (camelCase JSON) pointing at this backend."""
-        raw: dict[str, Any] = {"endpoint": self.url, "domain": self.domain, "api": api}
+        # A plain-HTTP loopback dev backend: attestation off is allowed (and needed) for it.
+        raw: dict[str, Any] = {
+            "endpoint": self.url,
+            "domain": self.domain,
+            "api": api,
+            "attestation": {"mode": "off"},
+        }
         if self.token:
             raw["token"] = self.token
         if self.tls is not None:
