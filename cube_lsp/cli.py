@@ -2,7 +2,9 @@
 
 ``cube complete FILE:LINE:COL`` prints the completion the editor would show at that place (LINE and
 COL are 1-based and count characters, as editors display them). Exit status: 0 a completion was
-printed, 1 the model had nothing to add there, 2 bad arguments or settings, 3 the proxy failed.
+printed, 1 the model had nothing to add there, 2 bad arguments or settings, 3 the proxy failed
+(attestation included: nothing is sent unless the proxy attests). ``cube attest ...`` is in
+:mod:`cube_lsp.cli_attest`.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ import re
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from cube_lsp import __version__
+from cube_lsp.cli_attest import add_attest_parser, run_attest
 from cube_lsp.completion.engine import CompletionEngine, CompletionInput
+from cube_lsp.cube.attested import AttestationStatus, make_client_transport
 from cube_lsp.cube.client import CubeClient
 from cube_lsp.errors import CubeError
 from cube_lsp.languages import language_for_path
@@ -36,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     complete.add_argument("location", metavar="FILE:LINE:COL", help="1-based line and column")
     _add_connection_arguments(complete)
     complete.add_argument("--language", help="LSP languageId (default: from the file extension)")
+    add_attest_parser(commands)
     return parser
 
 
@@ -46,6 +52,12 @@ def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", help="bearer token (overrides settings and CUBE_TOKEN)")
     parser.add_argument("--model", help="completion model (overrides settings)")
     parser.add_argument("--api", choices=["ollama", "openai"], help="proxy wire format (overrides settings)")
+    parser.add_argument(
+        "--attestation",
+        choices=["required", "simulated", "off"],
+        help="attestation mode (overrides settings)",
+    )
+    parser.add_argument("--policy", metavar="FILE", help="attestation policy JSON (overrides settings)")
 
 
 def load_cli_settings(args: argparse.Namespace) -> Settings:
@@ -61,6 +73,11 @@ def load_cli_settings(args: argparse.Namespace) -> Settings:
     }
     if args.model:
         overrides["models"] = replace(settings.models or Models(), completion=args.model)
+    if args.attestation or args.policy:
+        attestation = {"mode": args.attestation, "policy": args.policy}
+        overrides["attestation"] = replace(
+            settings.attestation, **{k: v for k, v in attestation.items() if v is not None}
+        )
     settings = replace(settings, **overrides)
     if not settings.endpoint or not settings.domain:
         raise CubeError(
@@ -106,7 +123,13 @@ def completion_input(path: Path, line: int, column: int, language: str | None) -
 
 async def run_complete(settings: Settings, request: CompletionInput) -> str | None:
     """Ask the proxy for one completion through the same engine the server uses."""
-    async with CubeClient(settings) as client:
+
+    def warn_simulated(status: AttestationStatus) -> None:
+        if status.simulated:
+            print(f"cube: WARNING: {status.message}", file=sys.stderr)
+
+    factory = partial(make_client_transport, on_status=warn_simulated)
+    async with CubeClient(settings, transport_factory=factory) as client:
         engine = CompletionEngine(client, settings=settings.completion, model=settings.models.completion)
         result = await engine.complete(request)
         await engine.aclose()
@@ -116,6 +139,8 @@ async def run_complete(settings: Settings, request: CompletionInput) -> str | No
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `cube` command line."""
     args = build_parser().parse_args(argv)
+    if args.command == "attest":
+        return run_attest(args)
     try:
         settings = load_cli_settings(args)
         path, line, column = parse_location(args.location)

@@ -38,6 +38,8 @@ def test_complete_prints_the_completion_with_flags(source: Path, scripted_backen
         scripted_backend.token,
         "--model",
         "starcoder2:3b",
+        "--attestation",
+        "off",  # a plain-HTTP loopback dev backend
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "a + b\n"
@@ -59,7 +61,7 @@ def test_complete_reads_a_settings_file(source: Path, tmp_path: Path, scripted_b
 
 
 def test_complete_errors_are_clear_and_exit_nonzero(source: Path, scripted_backend: ScriptedBackend):
-    base = ["--endpoint", scripted_backend.url, "--domain", scripted_backend.domain]
+    base = ["--endpoint", scripted_backend.url, "--domain", scripted_backend.domain, "--attestation", "off"]
     wrong_token = cube("complete", f"{source}:2:12", *base, "--token", "nope")
     assert wrong_token.returncode == 3
     assert "proxy.unauthorized" in wrong_token.stderr
