@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from lsprotocol import types
@@ -29,6 +30,7 @@ from cube_lsp.completion.definitions import find_definition_snippets
 from cube_lsp.completion.engine import CompletionEngine, CompletionInput, CompletionResult
 from cube_lsp.completion.snippets import Deadline, RecentFiles
 from cube_lsp.completion.types import Snippet
+from cube_lsp.cube.attested import AttestationStatus, initial_status, make_client_transport
 from cube_lsp.cube.client import CubeClient
 from cube_lsp.documents import Document, DocumentStore, Encoding
 from cube_lsp.errors import CubeError, SettingsError
@@ -107,6 +109,7 @@ class CubeLanguageServer(LanguageServer):
         self.base_settings: dict[str, Any] = dict(base_settings or {})
         self.init_options: dict[str, Any] = {}
         self.settings = Settings()
+        self.attestation = initial_status(self.settings)
         self.client: CubeClient | None = None
         self.engine = CompletionEngine(None, snippet_source=self._snippets)
         self.notices = ErrorNotices()
@@ -203,13 +206,25 @@ class CubeLanguageServer(LanguageServer):
         """Switch to new settings: a new proxy client and a reconfigured engine."""
         old_client, self.client = self.client, None
         self.settings = settings
+        self.attestation = initial_status(settings)
         if settings.endpoint and settings.domain:
-            self.client = CubeClient(settings)
+            factory = partial(make_client_transport, on_status=self._attestation_reporter(settings))
+            self.client = CubeClient(settings, transport_factory=factory)
         self.engine.configure(self.client, settings.completion, settings.models.completion, api_raw=False)
         if old_client is not None:
             await old_client.aclose()
         self.notices.succeeded()
         self.send_status()
+
+    def _attestation_reporter(self, settings: Settings) -> Any:
+        """Return the callback through which the client's attestor updates the status (SIMULATED too)."""
+
+        def report(status: AttestationStatus) -> None:
+            if self.settings is settings:  # a client of replaced settings may still finish an attestation
+                self.attestation = status
+                self.send_status()
+
+        return report
 
     # ---- status and errors ------------------------------------------------------------------------
     def status_payload(self, error: CubeError | None = None) -> dict[str, Any]:
@@ -229,7 +244,7 @@ class CubeLanguageServer(LanguageServer):
             "code": error.code if error is not None else None,
             "endpoint": settings.endpoint,
             "model": settings.models.completion,
-            "attestation": {"mode": settings.attestation.mode, "state": "unattested"},
+            "attestation": self.attestation.payload(),
         }
 
     def send_status(self, error: CubeError | None = None) -> None:
