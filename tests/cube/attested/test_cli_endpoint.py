@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import trustme
 
+from cube_lsp.attestation import expected_report_data
 from cube_lsp.cli import main
-from cube_stack.agent import SIMULATED_MEASUREMENT, SimulatedProvider
+from cube_stack.agent import SIMULATED_MEASUREMENT, SimulatedProvider, attestation_document
 from tests.cube.attested._server import COMPLETION, DOMAIN, TOKEN, AttestedServer
 
 SECRET = "def top_secret_cli_7c1d(y):"
@@ -100,3 +101,23 @@ def test_complete_fails_closed(capsys, server, source, provider, tmp_path, ca) -
     assert main(complete_args(server, source, policy, ca[1])) == 3
     assert "attestation.measurement_mismatch" in capsys.readouterr().err
     assert server.calls.generate_bodies == []
+
+
+def test_verify_a_simulated_document_under_its_policy(
+    capsys, provider: SimulatedProvider, policy_file: Path, tmp_path: Path
+) -> None:
+    nonce, spki = bytes(range(32)), b"the proxy's spki"
+    report = provider.build_report(expected_report_data(nonce, spki))
+    document = tmp_path / "document.json"
+    document.write_text(
+        json.dumps(attestation_document(provider, report, provider.certificate_table(), nonce, spki))
+    )
+    assert main(["attest", "verify", str(document), "--policy", str(policy_file), "--offline"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("VALID: signed by a SIMULATED root (dev mode, NOT AMD)")
+    assert "policy: applied" in out
+    assert main(["attest", "show", str(document)]) == 0
+    assert capsys.readouterr().out.startswith("SIMULATED")
+    # Without the policy naming its root, a simulated report is not authentic.
+    assert main(["attest", "verify", str(document), "--offline", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["code"] == "attestation.root_untrusted"
