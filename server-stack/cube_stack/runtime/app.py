@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Lifespan
@@ -273,11 +273,16 @@ async def _read_json(request: Request) -> Any:
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise PayloadTooLargeError(f"the request body is {declared} bytes; the limit is {MAX_BODY_BYTES}")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise PayloadTooLargeError(f"the request body exceeds {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise PayloadTooLargeError(f"the request body exceeds {MAX_BODY_BYTES} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect as exc:
+        raise ModelRuntimeError(
+            "the client left before sending its request", code="runtime.client_gone"
+        ) from exc
     try:
         return json.loads(b"".join(chunks))
     except (ValueError, UnicodeDecodeError) as exc:

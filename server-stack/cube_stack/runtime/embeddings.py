@@ -9,8 +9,13 @@ sentence-transformers' own layout (``modules.json``: Transformer -> mean Pooling
 ``SentenceTransformer`` reproduces the reference pipeline exactly, with no conversion step and no
 hand-written pooling. The alternatives each need an artefact nobody ships here: llama.cpp would need
 a GGUF conversion of the BERT weights, onnxruntime an ONNX export; plain ``transformers`` would run the
-same torch code with our own pooling to get wrong. Measured on the 2-core CI machine: see the tests'
-figures in the runtime README of the report (load ~2 s, a few hundred short texts per second).
+same torch code with our own pooling to get wrong.
+
+Measured on the shared 2-core development machine (busy with other work, load ~3): the first
+import of sentence-transformers/transformers/torch plus the load takes ~10-13 s cold and the load
+alone ~0.3 s warm; encoding runs at ~120 short code lines (~17 tokens) per second with one torch
+thread and drops to ~40/s with two, because OpenMP threads contend on a loaded box — hence the
+``threads`` knob.
 
 Nothing is ever downloaded: the model directory comes from the installed package, ``HF_HUB_OFFLINE``
 and ``TRANSFORMERS_OFFLINE`` are set before sentence-transformers is imported, and it is asked for
@@ -75,7 +80,15 @@ def minilm_model_dir() -> Path:
 class SentenceEmbedder:
     """A sentence-transformers model on the CPU; :meth:`embed` blocks (run it on the model's worker)."""
 
-    def __init__(self, name: str, model_dir: Path, *, description: str = "", batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        name: str,
+        model_dir: Path,
+        *,
+        description: str = "",
+        batch_size: int = 32,
+        threads: int | None = None,
+    ) -> None:
         if not (model_dir / "modules.json").is_file():
             raise ModelLoadError(
                 f"model {name!r}: {str(model_dir)!r} is not a sentence-transformers directory"
@@ -85,6 +98,11 @@ class SentenceEmbedder:
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no tqdm bars in server logs
         from sentence_transformers import SentenceTransformer
+
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)  # process-wide: torch has one intra-op pool
 
         self.name = name
         self._batch_size = batch_size
@@ -150,9 +168,9 @@ class SentenceEmbedder:
         self._model = None
 
 
-def load_minilm(name: str = MINILM_NAME) -> SentenceEmbedder:
-    """Load the packaged all-MiniLM-L6-v2 under ``name`` (blocking; a few seconds on a small CPU)."""
-    return SentenceEmbedder(name, minilm_model_dir(), description=MINILM_DESCRIPTION)
+def load_minilm(name: str = MINILM_NAME, *, threads: int | None = None) -> SentenceEmbedder:
+    """Load the packaged all-MiniLM-L6-v2 under ``name`` (blocking; seconds when torch is cold)."""
+    return SentenceEmbedder(name, minilm_model_dir(), description=MINILM_DESCRIPTION, threads=threads)
 
 
 def _model_type(model_dir: Path) -> str:

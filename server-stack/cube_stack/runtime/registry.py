@@ -65,12 +65,25 @@ class GenerationStream:
         self.report: GenerationReport | None = None
 
     async def __aiter__(self) -> AsyncIterator[str]:
-        """Yield text pieces as the worker produces them; stops the worker if abandoned."""
+        """Yield text as the worker produces it; stops the worker if abandoned.
+
+        Text that piled up while the consumer was busy is yielded as one piece: fewer, larger
+        writes, and a suspension point between them, so a lost connection is noticed promptly.
+        """
+        held: _Event | None = None
         try:
             while self.report is None:
-                event = await self._queue.get()
+                event = held if held is not None else await self._queue.get()
+                held = None
                 if isinstance(event, _Text):
-                    yield event.text
+                    pieces = [event.text]
+                    while not self._queue.empty():
+                        follower = self._queue.get_nowait()
+                        if not isinstance(follower, _Text):
+                            held = follower
+                            break
+                        pieces.append(follower.text)
+                    yield "".join(pieces)
                 elif isinstance(event, _Finished):
                     self.report = event.report
                 elif isinstance(event, _Failed):

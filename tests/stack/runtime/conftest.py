@@ -67,7 +67,7 @@ def _serve(settings: BuiltinSettings) -> Iterator[tuple[BuiltinRuntime, Reports]
 @pytest.fixture(scope="session")
 def llama_runtime_server(demo_model_path: Path, nofim_model_path: Path) -> Iterator[RunningRuntime]:
     settings = BuiltinSettings(
-        models={DEMO_MODEL_NAME: demo_model_path, NOFIM_MODEL_NAME: nofim_model_path}, n_ctx=4096, n_threads=2
+        models={DEMO_MODEL_NAME: demo_model_path, NOFIM_MODEL_NAME: nofim_model_path}, n_ctx=4096, n_threads=1
     )
     for runtime, reports in _serve(settings):
         yield RunningRuntime(runtime, reports, demo_vocabulary())
@@ -81,5 +81,5 @@ def llama_runtime(llama_runtime_server: RunningRuntime) -> RunningRuntime:
 
 @pytest.fixture(scope="session")
 def minilm_runtime() -> Iterator[BuiltinRuntime]:
-    for runtime, _ in _serve(BuiltinSettings(minilm=True)):
+    for runtime, _ in _serve(BuiltinSettings(minilm=True, n_threads=1)):
         yield runtime

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from cube_runtime_testkit import NOFIM_MODEL_NAME, RunningRuntime
 
-from cube_stack.runtime import DEMO_MODEL_NAME
+from cube_stack.runtime import DEMO_MODEL_NAME, create_runtime_app
 
 pytestmark = pytest.mark.slow
 
@@ -261,3 +261,38 @@ async def test_probe_and_describe(llama_runtime: RunningRuntime) -> None:
     assert await llama_runtime.runtime.probe() is True
     info = llama_runtime.runtime.describe()
     assert info.kind == "builtin" and info.base_url.startswith("http://127.0.0.1:")
+
+
+async def test_non_streaming_request_stops_when_the_client_leaves(llama_runtime: RunningRuntime) -> None:
+    # Straight ASGI: the first receive() gives the body, every later one says the client has gone,
+    # so the disconnect is seen exactly when the handler starts waiting for the generation.
+    app = create_runtime_app(llama_runtime.runtime.registry)
+    body = {"model": DEMO_MODEL_NAME, "prompt": "x", "raw": True, "stream": False}
+    body["options"] = {"num_predict": 4000}
+    messages = [{"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/generate",
+        "raw_path": b"/api/generate",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 11434),
+    }
+    await app(scope, receive, send)
+    report = await asyncio.to_thread(llama_runtime.reports.next)
+    assert report.cancelled and report.eval_count < 4000
+    assert sent[0]["status"] == 499
