@@ -33,7 +33,8 @@ import numpy as np
 DEMO_MODEL_NAME = "cube-demo:random"
 """The demo model's name. RANDOM WEIGHTS: it proves the serving path, not completion quality."""
 
-DEMO_MODEL_FILE = "cube-demo-random.gguf"
+# Versioned: bump it when the layout changes, since data directories keep the file they generated.
+DEMO_MODEL_FILE = "cube-demo-random-v1.gguf"
 
 DEMO_MODEL_DESCRIPTION = (
     "RANDOM WEIGHTS: cube-demo is generated from a seed with random weights by "

@@ -103,3 +103,17 @@ def test_a_corrupt_file_is_a_load_error(tmp_path: Path) -> None:
     bad.write_bytes(b"GGUF" + b"\0" * 64)
     with pytest.raises(ModelLoadError):
         LlamaModel("x", bad)
+
+
+def test_embedded_default_settings_generate_the_demo_model_once(tmp_path: Path) -> None:
+    from cube_stack.runtime import DEMO_MODEL_NAME, MINILM_NAME, embedded_default_settings
+
+    settings = embedded_default_settings(tmp_path)
+    path = settings.models[DEMO_MODEL_NAME]
+    assert path.parent == tmp_path / "models" and path.is_file() and settings.minilm
+    assert settings.host == "127.0.0.1" and settings.port == 0 and settings.n_threads == 1
+    stamp = path.stat().st_mtime_ns
+    assert (
+        embedded_default_settings(tmp_path, minilm=False).models[DEMO_MODEL_NAME].stat().st_mtime_ns == stamp
+    )
+    assert MINILM_NAME == "all-minilm:l6-v2"
