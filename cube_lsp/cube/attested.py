@@ -434,6 +434,9 @@ class Attestor:
             verified = await self._verify(report, document, policy)
             with _step("policy", endpoint):
                 check_policy(verified, policy)
+                latest = self.current_policy()
+                if latest is not policy:  # the file changed while we attested: the newer policy decides
+                    check_policy(verified, latest)
         except CubeError as exc:
             self._failed(exc, report)
             raise

@@ -6,10 +6,10 @@ own small transport over an ``httpcore.AsyncConnectionPool`` rather than using
 
 The attestation seam
 --------------------
-The attested transport (a later change) is a network-backend wrapper, not a new transport::
+The attested transport (:mod:`cube_lsp.cube.attested`) passes a network-backend wrapper
+(:class:`~cube_lsp.cube.pinning.PinningBackend`) here rather than building a new transport::
 
-    factory = functools.partial(make_transport, network_backend=PinningBackend(httpcore.AnyIOBackend()))
-    CubeClient(settings, transport_factory=factory)
+    make_transport(settings, network_backend=PinningBackend(pins, target_host=host))
 
 ``PinningBackend.connect_tcp`` returns a stream whose ``start_tls`` completes the handshake, reads
 ``get_extra_info("ssl_object")`` and refuses a peer whose SPKI is not attested. httpcore calls

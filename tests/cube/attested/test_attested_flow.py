@@ -373,3 +373,15 @@ def test_interval_setting_is_validated() -> None:
     settings, errors = parse_settings({"attestation": {"reattestIntervalS": 0}}, environ={})
     assert [e.field for e in errors] == ["attestation.reattestIntervalS"]
     assert settings.attestation.reattest_interval_s == 3600
+
+
+async def test_a_policy_change_during_the_attestation_decides(
+    harness_for, server, provider, policy_file
+) -> None:
+    def nonce() -> bytes:
+        policy_file.write_text(json.dumps(_policy(provider, measurements=["ef" * 48])))
+        return secrets.token_bytes(32)
+
+    h = harness_for(server, policy_file, opts=AttestorOptions(nonce_source=nonce, cache_dir=None))
+    assert (await h.fails()).code == "attestation.measurement_mismatch"
+    assert server.calls.generate_bodies == []

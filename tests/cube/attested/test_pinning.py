@@ -106,3 +106,11 @@ async def test_plain_text_to_the_endpoint_is_never_written(pool: Pool, server) -
         await pool.post(server, scheme="http")
     assert caught.value.code == "attestation.https_required"
     assert pool.recorder.writes == []
+
+
+def test_public_names() -> None:
+    from cube_lsp.cube import attested, pinning
+
+    for module in (attested, pinning):
+        assert sorted(module.__all__) == module.__all__
+        assert all(hasattr(module, name) for name in module.__all__)
