@@ -40,6 +40,7 @@ from cube_stack.auth.app import create_auth_app
 from cube_stack.auth.requests import parse_new_domain, parse_new_pat
 from cube_stack.auth.service import AuthService
 from cube_stack.auth.settings import AuthSettings
+from cube_stack.net import bind_tcp
 from cube_stack.proxy.app import create_proxy_app
 from cube_stack.proxy.authclient import InProcessAuthClient
 from cube_stack.proxy.server import ProxyServer
@@ -225,7 +226,7 @@ class EmbeddedStack:
         )
 
     async def _serve_auth(self, service: AuthService) -> str:
-        sock = _bind(self.options.host, self.options.auth_port)
+        sock = bind_tcp(self.options.host, self.options.auth_port)
         config = uvicorn.Config(
             create_auth_app(service.settings, service=service),
             lifespan="on",
@@ -292,15 +293,6 @@ async def _ollama_models(ollama: OllamaRuntime) -> list[str]:
     async with httpx.AsyncClient(timeout=2, trust_env=False) as client:
         response = await client.get(f"{ollama.base_url}/api/tags")
     return [model["name"] for model in response.json().get("models", []) if isinstance(model, dict)]
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)
-    return sock
 
 
 async def _wait_started(started: Any, serving: asyncio.Task[None]) -> None:

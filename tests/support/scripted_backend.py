@@ -54,6 +54,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from cube_stack.net import bind_tcp
+
 __all__ = [
     "RecordedRequest",
     "Reply",
@@ -318,10 +320,7 @@ class ScriptedBackend:
 
     def start(self) -> ScriptedBackend:
         """Start serving in a background thread; return once the app has started."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(64)  # from here on connections queue in the backlog, so clients may connect at once
+        sock = bind_tcp("127.0.0.1", 0)  # connections queue in the backlog from here on
         self._socket = sock
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(

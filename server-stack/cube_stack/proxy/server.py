@@ -19,6 +19,7 @@ from collections.abc import Callable
 import uvicorn
 from starlette.applications import Starlette
 
+from cube_stack.net import bind_tcp
 from cube_stack.proxy.settings import ProxySettings
 from cube_stack.proxy.tls import TlsIdentity
 
@@ -87,10 +88,8 @@ class ProxyServer:
     def bind(self) -> socket.socket:
         """Return a listening socket on ``settings.host:port`` (port 0: a free one) and set :attr:`url`."""
         family = socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.settings.host, self.settings.port))
-        sock.listen(128)  # connections queue from here on, so clients may connect before startup ends
+        # Connections queue from here on, so clients may connect before startup ends.
+        sock = bind_tcp(self.settings.host, self.settings.port)
         host, port = sock.getsockname()[:2]
         scheme = "https" if self.settings.tls else "http"
         self.url = f"{scheme}://{f'[{host}]' if family == socket.AF_INET6 else host}:{port}"

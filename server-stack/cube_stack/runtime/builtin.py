@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import socket
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ import httpx
 import uvicorn
 from starlette.applications import Starlette
 
+from cube_stack.net import bind_tcp
 from cube_stack.runtime.app import create_runtime_app
 from cube_stack.runtime.base import Api, Runtime
 from cube_stack.runtime.demo_model import DEMO_MODEL_FILE, DEMO_MODEL_NAME, write_demo_model
@@ -190,13 +190,7 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    if os.name != "nt":
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
+        return bind_tcp(host, port)  # connections queue here until uvicorn accepts them
     except OSError as exc:
-        sock.close()
         raise RuntimeSettingsError("port", f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-    sock.listen(128)  # connections queue here until uvicorn accepts them
-    return sock

@@ -32,6 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cube_stack.agent import Agent, SimulatedProvider
+from cube_stack.net import bind_tcp
 
 DOMAIN = "attested-domain"
 TOKEN = "attested-test-token-51c2"
@@ -97,10 +98,7 @@ class AttestedServer:
         return f"https://127.0.0.1:{self.port}"
 
     def start(self) -> AttestedServer:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(64)
+        sock = bind_tcp("127.0.0.1", 0)
         self._socket, self.port = sock, sock.getsockname()[1]
         config = uvicorn.Config(
             self._app(),

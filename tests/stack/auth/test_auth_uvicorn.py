@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 
 import httpx
@@ -11,6 +10,7 @@ import uvicorn
 from cube_auth_testkit import ADMIN, bearer
 
 from cube_stack.auth import AuthSettings, create_auth_app
+from cube_stack.net import bind_tcp
 
 
 async def test_real_server_round_trip(tmp_path: Path) -> None:
@@ -22,9 +22,7 @@ async def test_real_server_round_trip(tmp_path: Path) -> None:
         admin_email=ADMIN["email"],
         admin_password=ADMIN["password"],
     )
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)  # connections queue here until uvicorn accepts: no polling for readiness
+    sock = bind_tcp("127.0.0.1", 0)  # connections queue here until uvicorn accepts
     port = sock.getsockname()[1]
     config = uvicorn.Config(create_auth_app(settings), lifespan="on", access_log=False, log_config=None)
     server = uvicorn.Server(config)

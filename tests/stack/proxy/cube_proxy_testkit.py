@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from cube_stack.auth import (
     UserRole,
     create_auth_app,
 )
+from cube_stack.net import bind_tcp
 from cube_stack.proxy import AuthClient, ProxyServer, ProxySettings
 
 
@@ -83,9 +83,7 @@ class Server:
             app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=1
         )
         self.server = uvicorn.Server(self.config)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)  # connections queue here until uvicorn accepts: no polling for readiness
+        self.sock = bind_tcp("127.0.0.1", 0)  # connections queue here until uvicorn accepts
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.task: asyncio.Task[None] | None = None
