@@ -69,6 +69,23 @@ def build_parser() -> argparse.ArgumentParser:
     token_actions.add_parser("list", help="list the admin's PATs")
     revoke = token_actions.add_parser("revoke", help="revoke a PAT")
     revoke.add_argument("pat_id")
+
+    policy = commands.add_parser("policy", help="write a client attestation policy")
+    policy_actions = policy.add_subparsers(dest="action", required=True)
+    from_measurement = policy_actions.add_parser("from-measurement", help="pin a launch measurement (hex)")
+    from_measurement.add_argument("measurement", help="48-byte launch measurement, 96 hex digits")
+    from_measurement.add_argument("--product", action="append", choices=["Milan", "Genoa", "Turin"])
+    from_measurement.add_argument("--vmpl", action="append", type=int, help="allowed VMPL (default 0)")
+    from_measurement.add_argument("--host-data", help="required HOST_DATA, 64 hex digits")
+    from_report = policy_actions.add_parser("from-report", help="pin what a trusted CVM's report shows")
+    from_report.add_argument("report", help="raw 1184-byte report, or the agent's JSON document")
+    from_report.add_argument("--product", choices=["Milan", "Genoa", "Turin"], help="for v2 reports")
+    for sub in (from_measurement, from_report):
+        sub.add_argument("--simulated-root", metavar="SHA256", help="trust this SIMULATED root, not AMD's")
+        sub.add_argument(
+            "--allow-debug", action="store_true", help="accept debug guests (never in production)"
+        )
+        sub.add_argument("-o", "--output", type=Path, help="write here (default: print)")
     return parser
 
 
@@ -188,6 +205,34 @@ def run_admin(args: argparse.Namespace, data_dir: Path) -> object:
     return asyncio.run(_admin(data_dir, handlers[(args.command, args.action)]))
 
 
+def write_policy(args: argparse.Namespace) -> int:
+    """Build a policy from a measurement or a report; print it or write it to --output."""
+    from cube_lsp.attestation import Product, parse_report
+    from cube_lsp.cli_attest import load_evidence
+    from cube_stack.policy_writer import policy_from_measurement, policy_from_report
+
+    if args.action == "from-measurement":
+        policy = policy_from_measurement(
+            args.measurement,
+            products=tuple(args.product or ("Milan", "Genoa", "Turin")),
+            vmpls=tuple(args.vmpl or (0,)),
+            host_data_hex=args.host_data,
+            simulated_root=args.simulated_root,
+            allow_debug=args.allow_debug,
+        )
+    else:
+        evidence = load_evidence(args.report)
+        report = parse_report(evidence.report, product=Product(args.product) if args.product else None)
+        policy = policy_from_report(report, simulated_root=args.simulated_root, allow_debug=args.allow_debug)
+    text = json.dumps(policy, indent=2) + "\n"
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"cube-stack: policy written to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `cube-stack`."""
     import logging
@@ -208,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             asyncio.run(run_up(options))
             return 0
+        if args.command == "policy":
+            return write_policy(args)
         print(json.dumps(run_admin(args, data_dir), indent=2))
         return 0
     except CubeError as error:
