@@ -83,6 +83,32 @@ def line_comment(language_id: str) -> str:
     return info.line_comment if info else "//"
 
 
+# Characters that open a one-line string, per language (Rust, C, Go and Java use ' for chars and lifetimes).
+_STRING_QUOTES = {"python": "\"'", "javascript": "\"'`", "typescript": "\"'`", "tsx": "\"'`"}
+
+
+def scan_line_end(line: str, language_id: str) -> tuple[str, bool]:
+    """Return (the quote of a string ``line`` ends inside or "", whether it ends in a line comment)."""
+    info = language_info(language_id)
+    quotes = _STRING_QUOTES.get(info.name if info is not None else "", '"')
+    comment = line_comment(language_id)
+    quote = ""
+    escaped = False
+    for index, char in enumerate(line):
+        if quote:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == quote:
+                quote = ""
+        elif char in quotes:
+            quote = char
+        elif line.startswith(comment, index):
+            return "", True
+    return quote, False
+
+
 @cache
 def _parser(name: str) -> tree_sitter.Parser | None:
     info = _LANGUAGES[name]

@@ -13,7 +13,7 @@ import re
 
 import tree_sitter
 
-from cube_lsp.languages import language_info, line_comment, parse
+from cube_lsp.languages import language_info, parse, scan_line_end
 
 __all__ = ["decide_multiline", "opens_block"]
 
@@ -58,8 +58,6 @@ _LINE_END_CLOSERS = re.compile(r"[\s)\]};,]*")
 _CASE_LABEL = re.compile(r"(case\b.*|default\s*):")
 # The end of a line that leaves an expression unfinished.
 _CONTINUES = re.compile(r"(&&|\|\||[-+*%=!&|^,.(\[?\\]|(?<![*/])/|\b(and|or|not|in))\s*$")
-# Characters that open a string on one line, per language (Rust and C use ' for chars and lifetimes).
-_QUOTES = {"python": "\"'", "javascript": "\"'`", "typescript": "\"'`", "tsx": "\"'`"}
 
 
 def _bracket_depth(line: str) -> int:
@@ -172,24 +170,8 @@ def _syntax_says_single(language_id: str, window: str, cursor: int, blank_line: 
 
 def _in_comment_or_string(line_before: str, language_id: str) -> bool:
     """Return whether the cursor line, up to the cursor, ends inside a line comment or an open string."""
-    info = language_info(language_id)
-    quotes = _QUOTES.get(info.name if info is not None else "", '"')
-    comment = line_comment(language_id)
-    quote = ""
-    escaped = False
-    for index, char in enumerate(line_before):
-        if quote:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == quote:
-                quote = ""
-        elif char in quotes:
-            quote = char
-        elif line_before.startswith(comment, index):
-            return True
-    return quote != ""
+    quote, in_comment = scan_line_end(line_before, language_id)
+    return in_comment or quote != ""
 
 
 def decide_multiline(text: str, offset: int, language_id: str, setting: str) -> bool:

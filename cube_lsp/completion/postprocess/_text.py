@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from cube_lsp.completion.postprocess.config import PostprocessConfig
 from cube_lsp.completion.types import CursorContext
-from cube_lsp.languages import language_info, line_comment
+from cube_lsp.languages import language_info, scan_line_end
 
 OPENERS = "([{"
 CLOSERS = ")]}"
@@ -154,30 +154,9 @@ _FAMILY = {
 _FAMILY |= {"tsx": "script"}
 
 
-# Characters that open a one-line string, per language (Rust, C, Go and Java use ' for chars and lifetimes).
-_QUOTES = {"python": "\"'", "javascript": "\"'`", "typescript": "\"'`", "tsx": "\"'`"}
-
-
 def open_quote(line: str, language_id: str) -> str:
     """Return the quote of the string ``line`` ends inside ("" when it ends outside strings)."""
-    info = language_info(language_id)
-    quotes = _QUOTES.get(info.name if info else "", '"')
-    comment = line_comment(language_id)
-    quote = ""
-    escaped = False
-    for index, char in enumerate(line):
-        if quote:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == quote:
-                quote = ""
-        elif char in quotes:
-            quote = char
-        elif line.startswith(comment, index):
-            return ""
-    return quote
+    return scan_line_end(line, language_id)[0]
 
 
 @dataclass(frozen=True)
