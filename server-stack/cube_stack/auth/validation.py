@@ -147,4 +147,9 @@ def parse_duration(text: str, key: str = "duration") -> timedelta:
             f"invalid {key} {text!r}: expected a duration such as '720h' or '30d'",
             code="auth.invalid_duration",
         )
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:  # beyond ~2.7 million years: no caller's limit can accept it
+        raise MalformedError(
+            f"invalid {key} {text!r}: the duration is too long", code="auth.invalid_duration"
+        ) from None

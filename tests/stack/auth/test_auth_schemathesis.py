@@ -25,9 +25,6 @@ from schemathesis.core.result import Ok
 from schemathesis.openapi.checks import JsonSchemaError
 from schemathesis_support import OPENAPI, Summary, Waiver, World, run_case, serve
 
-from cube_stack.auth.errors import MalformedError
-from cube_stack.auth.validation import parse_duration
-
 pytestmark = pytest.mark.slow
 
 # The operations of the contract our service implements (and this run covers), per contract file.
@@ -180,31 +177,6 @@ WAIVERS: list[Waiver] = [
 ]
 
 
-def _duration_overflows(case: Case, _failure: Failure, _response: Response) -> bool:
-    """The request's PAT duration is one that crashes our parser (see the xfail test below)."""
-    duration = case.body.get("duration") if isinstance(case.body, dict) else None
-    if not isinstance(duration, str):
-        return False
-    try:
-        parse_duration(duration)
-    except OverflowError:
-        return True
-    except MalformedError:
-        return False
-    return False
-
-
-# Bugs of ours found by this run, waived only while their strict-xfail reproducer below still fails.
-KNOWN_BUGS: list[Waiver] = [
-    Waiver(
-        "POST /pats",
-        500,
-        "not_a_server_error",
-        "BUG: a duration beyond timedelta's range (e.g. 200000000w) crashes parse_duration -> 500",
-        _duration_overflows,
-    ),
-]
-
 SUMMARY = Summary()
 
 
@@ -243,9 +215,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 def _check(case: Case, world: World) -> None:
     try:
-        run_case(case, world, WAIVERS + KNOWN_BUGS, SUMMARY)
+        run_case(case, world, WAIVERS, SUMMARY)
     except AssertionError as exc:
-        exc.add_note(SUMMARY.render(WAIVERS + KNOWN_BUGS))
+        exc.add_note(SUMMARY.render(WAIVERS))
         raise
 
 
@@ -269,9 +241,8 @@ if all(SCHEMAS.values()):
         _check(case, world)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="BUG: PAT duration overflow answers 500")
-def test_known_bug_pat_duration_overflow(world: World) -> None:
-    """Minimal reproducer of KNOWN_BUGS[0]; when it passes, delete it and the waiver."""
+def test_pat_duration_overflow_is_a_400(world: World) -> None:
+    """Regression: a duration beyond timedelta's range once crashed parse_duration and answered 500."""
     response = world.session.post(
         world.base_url + "/pats",
         json={"name": "overflow", "duration": "200000000w"},
@@ -291,7 +262,7 @@ def test_summary(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[s
     }
     if not selected:
         pytest.skip("no schemathesis operation selected in this session")
-    report = SUMMARY.render(WAIVERS + KNOWN_BUGS)
+    report = SUMMARY.render(WAIVERS)
     with capsys.disabled():
         print("\n" + report)
     assert set(SUMMARY.cases) == selected, report
