@@ -48,7 +48,13 @@ class TlsIdentity:
     def generate(cls, hostnames: tuple[str, ...], *, days: int = 30) -> TlsIdentity:
         """Create a P-256 key pair and a self-signed certificate for ``hostnames``."""
         key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cube-proxy")])
+        spki = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        # A subject unique to the key: OpenSSL trusts only the first self-signed certificate with a
+        # given subject in a CA bundle, so identical names would stop clients trusting a second proxy.
+        cn = f"cube-proxy {hashlib.sha256(spki).hexdigest()[:16]}"
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
         now = datetime.datetime.now(datetime.UTC)
         certificate = (
             x509.CertificateBuilder()

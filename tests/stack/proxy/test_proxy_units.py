@@ -191,3 +191,12 @@ def test_metrics_render_the_text_format() -> None:
     assert "cube_proxy_streams_in_flight 1" in text
     assert 'cube_proxy_auth_cache_total{result="hit"} 3' in text
     assert "# TYPE cube_proxy_upstream_first_byte_seconds histogram" in text
+
+
+def test_self_signed_subjects_are_unique_per_key():
+    """Two proxies' certificates in one CA bundle must both be trusted (OpenSSL dedups by subject)."""
+    from cube_stack.proxy.tls import TlsIdentity
+
+    first = TlsIdentity.generate(("localhost",))
+    second = TlsIdentity.generate(("localhost",))
+    assert first.certificate.subject != second.certificate.subject
