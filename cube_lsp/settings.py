@@ -78,6 +78,9 @@ class AttestationSettings:
     mode: AttestationMode = "required"
     policy: str | None = None  # attestation policy JSON file; unset: required/simulated modes send nothing
     reattest_interval_s: int = 3600  # a verified key is re-attested after this many seconds
+    # true: also require AMD's CRL (fetched from AMD's key server, cached) and refuse a revoked ASK/VCEK;
+    # fail closed when no valid CRL can be had. false (go-sev-guest's default): signature and chain only.
+    check_revocation: bool = False
 
 
 def is_loopback_host(host: str | None) -> bool:

@@ -415,6 +415,8 @@ class Attestor:
             getter=opts.getter,
             cache_dir=opts.cache_dir,
             offline=opts.offline,
+            # AMD publishes CRLs for its own roots only; a simulated chain has none to check.
+            check_revocations=self._settings.attestation.check_revocation and not simulated,
         )
 
     async def _attest_once(self) -> AttestationStatus:
@@ -451,8 +453,9 @@ class Attestor:
             certs = parse_cert_table(document.certificates) if document.certificates else CertTable()
         options = self._verify_options(policy)
         with _step("signature and certificate chain", endpoint):
-            if certs.vcek is None and certs.vlek is None and not options.offline:
-                # No leaf from the host: the VCEK may come from AMD's key server, blocking I/O.
+            fetches = (certs.vcek is None and certs.vlek is None) or options.check_revocations
+            if fetches and not options.offline:
+                # The VCEK or the CRL may come from AMD's key server: blocking I/O, off the event loop.
                 return await asyncio.to_thread(verify_report, report, certs, options)
             return verify_report(report, certs, options)
 
