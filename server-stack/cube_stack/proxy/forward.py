@@ -18,7 +18,9 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-import httpx
+# httpx2 (httpx's successor, same API) for the upstream hop: its pool does not re-check every
+# connection per request as httpcore 1.x does (see pyproject.toml and bench/proxy.py).
+import httpx2 as httpx
 from starlette.types import Receive, Scope, Send
 
 from cube_stack.proxy.errors import (
@@ -107,7 +109,9 @@ def new_runtime_client(settings: ProxySettings) -> httpx.AsyncClient:
         ),
         limits=httpx.Limits(
             max_connections=settings.max_upstream_connections,
-            max_keepalive_connections=min(20, settings.max_upstream_connections),
+            # Keep every connection alive: a smaller cap makes httpcore close and reopen connections
+            # under load (hundreds of TIME_WAIT sockets per second at 64 concurrent streams).
+            max_keepalive_connections=settings.max_upstream_connections,
         ),
         trust_env=False,  # no proxy from the environment: the runtime is local to the CVM
         follow_redirects=False,
