@@ -1,12 +1,13 @@
 """Forwarding to the model runtime: every upstream chunk goes to the client the moment it arrives.
 
 One pure-ASGI endpoint per route of the table. The request body is read (within the size cap), the
-client's ``Authorization`` and hop-by-hop headers are dropped, and the request is sent with httpx in
-streaming mode. Timeouts are per phase -- connect, first byte (response headers) and idle (between two
-chunks) -- and there is no total limit, so a generation runs as long as the runtime keeps producing.
+client's ``Authorization`` and hop-by-hop headers are dropped, and the request is sent by the
+:mod:`upstream` client (aiohttp) in streaming mode. Timeouts are per phase -- connect, first byte
+(response headers) and idle (between two chunks) -- and there is no total limit, so a generation
+runs as long as the runtime keeps producing.
 Each chunk is a separate ``http.response.body`` message, which uvicorn writes at once (NDJSON and SSE
 alike). A watcher on ``receive`` notices the client leaving and cancels the upstream request, so the
-runtime stops generating for nobody. httpx errors are translated here, once.
+runtime stops generating for nobody. Upstream errors are translated to proxy errors here, once.
 """
 
 from __future__ import annotations
@@ -16,11 +17,8 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
-# httpx2 (httpx's successor, same API) for the upstream hop: its pool does not re-check every
-# connection per request as httpcore 1.x does (see pyproject.toml and bench/proxy.py).
-import httpx2 as httpx
 from starlette.types import Receive, Scope, Send
 
 from cube_stack.proxy.errors import (
@@ -33,6 +31,7 @@ from cube_stack.proxy.metrics import ProxyMetrics
 from cube_stack.proxy.middleware import audit_record, read_body
 from cube_stack.proxy.routes import ProxyRoute
 from cube_stack.proxy.settings import ProxySettings
+from cube_stack.proxy.upstream import RuntimeClient, UpstreamError, UpstreamResponse
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +82,9 @@ def request_headers(raw: list[tuple[bytes, bytes]], api_key: str | None) -> list
     return kept
 
 
-def response_headers(headers: httpx.Headers) -> list[tuple[bytes, bytes]]:
+def response_headers(raw: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """Return the runtime's response headers minus hop-by-hop fields and the length (we re-chunk)."""
-    items = [(k.lower(), v) for k, v in headers.multi_items()]
+    items = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in raw]
     drop = _DROP_RESPONSE | _connection_tokens(items)
     return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in items if k not in drop]
 
@@ -98,24 +97,9 @@ def stream_error_tail(content_type: str, message: str, code: str) -> bytes:
     return json.dumps({"error": message, "code": code}).encode() + b"\n"
 
 
-def new_runtime_client(settings: ProxySettings) -> httpx.AsyncClient:
-    """Return the shared httpx client for the runtime: connect timeout only; the rest is per phase."""
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(
-            connect=settings.connect_timeout,
-            read=None,  # first byte and idle are enforced around each await, see ForwardEndpoint
-            write=settings.idle_timeout,
-            pool=settings.connect_timeout,
-        ),
-        limits=httpx.Limits(
-            max_connections=settings.max_upstream_connections,
-            # Keep every connection alive: a smaller cap makes httpcore close and reopen connections
-            # under load (hundreds of TIME_WAIT sockets per second at 64 concurrent streams).
-            max_keepalive_connections=settings.max_upstream_connections,
-        ),
-        trust_env=False,  # no proxy from the environment: the runtime is local to the CVM
-        follow_redirects=False,
-    )
+def new_runtime_client(settings: ProxySettings) -> RuntimeClient:
+    """Return the shared client for the runtime: connect timeout only; the rest is per phase."""
+    return RuntimeClient(settings)
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:
@@ -133,7 +117,7 @@ class ForwardEndpoint:
         route: ProxyRoute,
         *,
         settings: ProxySettings,
-        client: httpx.AsyncClient,
+        client: RuntimeClient,
         metrics: ProxyMetrics,
     ) -> None:
         base = settings.ollama_url if route.api == "ollama" else settings.effective_openai_url
@@ -158,42 +142,37 @@ class ForwardEndpoint:
         finally:
             await response.aclose()
 
-    async def _open(self, scope: Scope, body: bytes) -> httpx.Response:
-        request = self.client.build_request(
-            scope["method"],
-            self.url,  # the route's fixed path: the client's query string is not forwarded
-            headers=request_headers(scope["headers"], self.settings.runtime_api_key),
-            content=body,
-        )
+    async def _open(self, scope: Scope, body: bytes) -> UpstreamResponse:
+        headers = request_headers(scope["headers"], self.settings.runtime_api_key)
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.settings.first_byte_timeout):
-                response = await self.client.send(request, stream=True)
+                # The route's fixed path: the client's query string is not forwarded.
+                response = await self.client.send(scope["method"], self.url, headers, body)
         except TimeoutError:
             raise RuntimeTimeoutError(
                 f"the model runtime did not answer within {self.settings.first_byte_timeout:g} s"
             ) from None
-        except httpx.ConnectTimeout:
-            raise RuntimeUnavailableError(
-                f"the model runtime did not accept a connection within {self.settings.connect_timeout:g} s"
-            ) from None
-        except httpx.ConnectError:
-            log.warning("proxy.runtime_unreachable url=%s", self.url, extra={"event": "proxy.runtime"})
-            raise RuntimeUnavailableError(
-                "the model runtime is not reachable (connection refused); is it running?"
-            ) from None
-        except httpx.HTTPError as exc:
-            raise RuntimeUnavailableError(
-                f"the model runtime broke the connection ({type(exc).__name__})"
-            ) from None
+        except UpstreamError as exc:
+            if exc.kind == "connect_timeout":
+                limit = self.settings.connect_timeout
+                raise RuntimeUnavailableError(
+                    f"the model runtime did not accept a connection within {limit:g} s"
+                ) from None
+            if exc.kind == "connect_refused":
+                log.warning("proxy.runtime_unreachable url=%s", self.url, extra={"event": "proxy.runtime"})
+                raise RuntimeUnavailableError(
+                    "the model runtime is not reachable (connection refused); is it running?"
+                ) from None
+            raise RuntimeUnavailableError("the model runtime broke the connection") from None
         self.metrics.observe_first_byte(self.route.template, time.perf_counter() - started)
         return response
 
-    async def _relay(self, scope: Scope, response: httpx.Response, receive: Receive, send: Send) -> None:
+    async def _relay(self, scope: Scope, response: UpstreamResponse, receive: Receive, send: Send) -> None:
         record = audit_record(scope)
-        content_type = response.headers.get("content-type", "")
+        headers = response_headers(response.raw_headers)
+        content_type = next((v.decode("latin-1") for k, v in headers if k == b"content-type"), "")
         record.stream = content_type.startswith(STREAM_TYPES)
-        headers = response_headers(response.headers)
         if record.stream:
             headers.append((b"x-accel-buffering", b"no"))  # tell any buffering hop not to
             self.metrics.stream_started()
@@ -218,7 +197,7 @@ class ForwardEndpoint:
             if record.stream:
                 self.metrics.stream_ended()
 
-    async def _pump(self, response: httpx.Response, content_type: str, send: Send) -> str:
+    async def _pump(self, response: UpstreamResponse, content_type: str, send: Send) -> str:
         """Send each upstream chunk as it arrives; return how the body ended."""
         chunks: AsyncIterator[bytes] = response.aiter_raw()
         outcome = "ok"
@@ -232,9 +211,9 @@ class ForwardEndpoint:
                 except TimeoutError:
                     outcome = "cube_proxy.runtime_idle_timeout"
                     message = f"the model runtime sent nothing for {self.settings.idle_timeout:g} s"
-                except httpx.HTTPError as exc:
+                except UpstreamError:
                     outcome = "cube_proxy.runtime_stream_broken"
-                    message = f"the model runtime broke the stream ({type(exc).__name__})"
+                    message = "the model runtime broke the stream"
                 else:
                     if chunk:
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})
