@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import HTTPConnection
@@ -97,9 +97,12 @@ class AuditMiddleware:
             elapsed = time.perf_counter() - started
             record.latency_ms = round(elapsed * 1000, 1)
             if record.audited:
-                fields: dict[str, Any] = {"event": "proxy.request", **asdict(record)}
-                del fields["audited"]
-                audit_log.info(json.dumps(fields, separators=(",", ":")), extra={"event": "proxy.request"})
+                if audit_log.isEnabledFor(logging.INFO):  # the JSON costs ~10% of a request: skip if unused
+                    # vars(), not asdict(): every field is a scalar, and asdict deep-copies each one.
+                    fields: dict[str, Any] = {"event": "proxy.request", **vars(record)}
+                    del fields["audited"]
+                    line = json.dumps(fields, separators=(",", ":"))
+                    audit_log.info(line, extra={"event": "proxy.request"})
                 self.metrics.observe_request(record.route, record.method, record.status, elapsed)
 
 
