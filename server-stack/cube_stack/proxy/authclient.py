@@ -165,6 +165,23 @@ class HttpAuthClient:
         await self._client.aclose()
 
 
+def pat_subject(principal: Any) -> Subject:
+    """Return the :class:`Subject` of an auth-service ``Principal`` that used a PAT; refuse any other token.
+
+    The proxy verifies JWTs itself, so only PATs are sent to the auth service; an access token that
+    comes back authenticated here was sent by mistake and is refused rather than trusted twice.
+    """
+    if not principal.is_pat:
+        raise UnauthenticatedError("expected a personal access token", code="cube_proxy.invalid_token")
+    return Subject(
+        user_id=principal.user_id,
+        is_admin=principal.is_admin,
+        verified=principal.verified,
+        pat_id=principal.token_id,
+        handle=principal,
+    )
+
+
 class InProcessAuthClient:
     """An :class:`AuthClient` over an :class:`AuthService` in this process (the embedded stack).
 
@@ -185,18 +202,7 @@ class InProcessAuthClient:
 
     async def authenticate_pat(self, token: str) -> Subject:
         """Authenticate a PAT with :meth:`AuthService.authenticate`."""
-        from cube_stack.auth import TokenType
-
-        principal = await self._guard(self._service.authenticate(token))
-        if principal.token_type is not TokenType.PAT:
-            raise UnauthenticatedError("expected a personal access token", code="cube_proxy.invalid_token")
-        return Subject(
-            user_id=principal.user_id,
-            is_admin=principal.is_admin,
-            verified=principal.verified,
-            pat_id=principal.token_id,
-            handle=principal,
-        )
+        return pat_subject(await self._guard(self._service.authenticate(token)))
 
     async def authorize(self, subject: Subject, domain_id: str, permission: str) -> None:
         """Authorize with :meth:`AuthService.authorize`."""

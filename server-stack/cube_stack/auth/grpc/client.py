@@ -35,7 +35,7 @@ from cube_stack.auth.grpc.errors import AuthServiceUnavailableError
 from cube_stack.auth.grpc.server import ERROR_CODE_KEY
 from cube_stack.auth.grpc.tls import ClientTLS
 from cube_stack.auth.models import Principal, TokenType, UserRole
-from cube_stack.proxy.authclient import Subject
+from cube_stack.proxy.authclient import Subject, pat_subject
 from cube_stack.proxy.errors import AuthUnavailableError as ProxyAuthUnavailableError
 from cube_stack.proxy.errors import CubeProxyError, ForbiddenError, UnauthenticatedError
 
@@ -242,16 +242,7 @@ class GrpcProxyAuthClient:
 
     async def authenticate_pat(self, token: str) -> Subject:
         """Authenticate a PAT over gRPC ``Authenticate``; a JWT is refused (the proxy checks those)."""
-        principal = await _proxy_guard(self._client.authenticate(token))
-        if not principal.is_pat:
-            raise UnauthenticatedError("expected a personal access token", code="cube_proxy.invalid_token")
-        return Subject(
-            user_id=principal.user_id,
-            is_admin=principal.is_admin,
-            verified=principal.verified,
-            pat_id=principal.token_id,
-            handle=principal,
-        )
+        return pat_subject(await _proxy_guard(self._client.authenticate(token)))
 
     async def authorize(self, subject: Subject, domain_id: str, permission: str) -> None:
         """Authorize over gRPC ``Authorize`` (with the PAT's id when the subject used one)."""
