@@ -178,6 +178,10 @@ class ForwardEndpoint:
             self.metrics.stream_started()
         try:
             await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+            body = response.arrived_body()
+            if body is not None:
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+                return
             pump = asyncio.ensure_future(self._pump(response, content_type, send))
             watch = asyncio.ensure_future(_wait_for_disconnect(receive))
             try:
