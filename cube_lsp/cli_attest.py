@@ -73,7 +73,6 @@ def add_attest_parser(commands: Any) -> None:
     endpoint.add_argument("url", metavar="URL", help="proxy base URL, https://...")
     endpoint.add_argument("--domain", required=True, help="domain id")
     endpoint.add_argument("--policy", required=True, metavar="FILE", help="attestation policy JSON")
-    endpoint.add_argument("--token", help="bearer token (default: CUBE_TOKEN)")
     endpoint.add_argument(
         "--ca-bundle", metavar="FILE", help="PEM of CAs that signed the proxy's certificate"
     )
@@ -330,8 +329,6 @@ def _endpoint(args: argparse.Namespace) -> int:
         "domain": args.domain,
         "attestation": {"mode": mode, "policy": args.policy},
     }
-    if args.token:
-        raw["token"] = args.token
     if args.ca_bundle:
         raw["tls"] = {"caBundle": args.ca_bundle}
     settings, errors = parse_settings(raw)

@@ -463,9 +463,9 @@ class Attestor:
         settings = self._settings
         endpoint = self.endpoint
         url = f"{endpoint.rstrip('/')}/{quote(settings.domain or '', safe='')}{ATTESTATION_ROUTE}"
+        # No Authorization header: the server is not attested yet, so it may be an impostor collecting
+        # tokens. Our proxy serves this route without one (rate-limited per address instead).
         headers = {"User-Agent": USER_AGENT, "Content-Type": "application/json", "Accept": "application/json"}
-        if settings.token:
-            headers["Authorization"] = f"Bearer {settings.token}"
         t = settings.timeouts
         request = httpx.Request(
             "POST",
@@ -491,7 +491,12 @@ class Attestor:
                 await response.aclose()
         status = response.status_code
         if status in (401, 403):
-            raise error_for_status(status, body, route=ATTESTATION_ROUTE, secrets=(settings.token or "",))
+            raise AttestationError(
+                f"{endpoint} wants a token before it has been attested (HTTP {status}); cube-lsp never "
+                "sends a credential to a server it has not verified. Use a Cube proxy that serves "
+                "/{domain}/attestation without a token. Nothing was sent.",
+                code="attestation.token_required",
+            )
         if status != 200:
             detail = error_for_status(status, body, route=ATTESTATION_ROUTE, secrets=(settings.token or "",))
             raise AttestationError(

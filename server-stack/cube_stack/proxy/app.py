@@ -101,6 +101,12 @@ def create_proxy_app(
         max_users=settings.rate_limit_users,
         clock=clock,
     )
+    attestation_limiter = RateLimiter(
+        per_minute=settings.attestation_rate_per_minute,
+        burst=settings.attestation_burst,
+        max_users=settings.rate_limit_users,
+        clock=clock,
+    )
     runtime = new_runtime_client(settings)
 
     async def health(request: Request) -> Response:
@@ -125,12 +131,12 @@ def create_proxy_app(
         routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
     for entry in active_routes(admin_routes=settings.admin_routes):
         endpoint: ASGIApp
-        if entry.kind == "attestation":
-            endpoint = AttestationEndpoint(agent, identity.spki_der)
+        if entry.kind == "attestation":  # no token: a client attests before it trusts us with one
+            endpoint = AttestationEndpoint(agent, identity.spki_der, route=entry, limiter=attestation_limiter)
         else:
-            endpoint = ForwardEndpoint(entry, settings=settings, client=runtime, metrics=metrics)
-        guarded = AuthGuard(endpoint, route=entry, backend=backend, limiter=limiter)
-        routes.append(Route(entry.template, guarded, methods=[entry.method]))
+            forward = ForwardEndpoint(entry, settings=settings, client=runtime, metrics=metrics)
+            endpoint = AuthGuard(forward, route=entry, backend=backend, limiter=limiter)
+        routes.append(Route(entry.template, endpoint, methods=[entry.method]))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

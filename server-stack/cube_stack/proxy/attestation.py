@@ -4,6 +4,12 @@ The client sends a fresh 32-byte nonce; the proxy hands it to the :class:`Attest
 the DER SubjectPublicKeyInfo of the TLS key it serves with, and returns the agent's JSON. The agent binds
 both into REPORT_DATA (DESIGN.md §1.4); this module only validates input and routes. With no agent
 configured the route answers 501.
+
+The route takes no bearer token and checks none it is given: the client must be able to attest the proxy
+before it trusts it with a credential (DESIGN.md §1.2: the network is not trusted, so a token sent to an
+unattested server may be sent to an impostor). A report carries nothing secret -- the measurement, the
+TCB and the chip id that the VCEK certificate names anyway -- but asking the secure processor for one
+costs, so requests are rate-limited per client address (429 with Retry-After).
 """
 
 from __future__ import annotations
@@ -18,8 +24,16 @@ from typing import Any, Protocol, runtime_checkable
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
-from cube_stack.proxy.errors import BadRequestError, CubeProxyError, NotConfiguredError, error_response
-from cube_stack.proxy.middleware import read_body
+from cube_stack.proxy.errors import (
+    BadRequestError,
+    CubeProxyError,
+    NotConfiguredError,
+    RateLimitedError,
+    error_response,
+)
+from cube_stack.proxy.middleware import audit_record, read_body
+from cube_stack.proxy.ratelimit import RateLimiter
+from cube_stack.proxy.routes import DOMAIN, ProxyRoute
 
 log = logging.getLogger(__name__)
 
@@ -66,25 +80,51 @@ def parse_nonce(body: bytes) -> bytes:
     return raw
 
 
-class AttestationEndpoint:
-    """The ASGI handler behind the attestation route."""
+def client_address(scope: Scope) -> str:
+    """Return the peer's IP address, the key of the attestation rate limit ("" when unknown)."""
+    client = scope.get("client")
+    return str(client[0]) if client else ""
 
-    def __init__(self, agent: AttestationAgent | None, spki_der: bytes) -> None:
+
+class AttestationEndpoint:
+    """The ASGI handler behind the attestation route: rate limit, nonce, agent, JSON answer."""
+
+    def __init__(
+        self,
+        agent: AttestationAgent | None,
+        spki_der: bytes,
+        *,
+        route: ProxyRoute,
+        limiter: RateLimiter,
+    ) -> None:
         self._agent = agent
         self._spki_der = spki_der
+        self._route = route
+        self._limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Validate the nonce, ask the agent, answer its document as JSON."""
+        record = audit_record(scope)
+        record.route = self._route.template
+        record.domain = scope.get("path_params", {}).get(DOMAIN)
         try:
+            wait = self._limiter.acquire(client_address(scope))
+            if wait > 0:
+                raise RateLimitedError(
+                    f"too many attestation requests from this address; retry in {wait:.1f} s",
+                    retry_after=wait,
+                )
             if self._agent is None:
                 raise NotConfiguredError("attestation agent not configured")
             nonce = parse_nonce(await read_body(receive))
             document = await self._agent.attest(nonce, self._spki_der)
         except CubeProxyError as exc:
+            record.outcome = exc.code
             await error_response(exc)(scope, receive, send)
             return
         except Exception as exc:  # an agent fault; its message may quote device paths or input
             log.error("proxy.attestation_failed type=%s", type(exc).__name__, extra={"event": "proxy.attest"})
+            record.outcome = "cube_proxy.attestation_failed"
             await error_response(CubeProxyError("attestation failed", code="cube_proxy.attestation_failed"))(
                 scope, receive, send
             )

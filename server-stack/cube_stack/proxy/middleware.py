@@ -168,8 +168,11 @@ class AuthGuard:
     def __init__(
         self, app: ASGIApp, *, route: ProxyRoute, backend: BearerAuthBackend, limiter: RateLimiter
     ) -> None:
+        if route.permission is None:
+            raise ValueError(f"route {route.template} needs no permission; it must not be guarded")
         self.app = app
         self.route = route
+        self.permission = route.permission.value
         self.backend = backend
         self.limiter = limiter
 
@@ -177,7 +180,7 @@ class AuthGuard:
         """Run the backend; answer its error, or set ``scope["user"]``/``["auth"]`` and go on."""
         record = audit_record(scope)
         record.route = self.route.template
-        record.permission = self.route.permission.value
+        record.permission = self.permission
         record.domain = scope.get("path_params", {}).get(DOMAIN)
         scope[ROUTE_SCOPE_KEY] = self.route
         try:

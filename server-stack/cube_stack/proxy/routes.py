@@ -24,7 +24,6 @@ class Permission(enum.StrEnum):
     EMBEDDINGS = "embeddings"
     MODELS_READ = "models/read"
     MANAGE = "manage"
-    MEMBERSHIP = "membership"  # any role in the domain: attestation
 
 
 # Our permission -> the permission name the auth service (SuperMQ `Authorize`) understands.
@@ -34,7 +33,6 @@ AUTH_PERMISSIONS: dict[Permission, str] = {
     Permission.EMBEDDINGS: "llm_embeddings_permission",
     Permission.MODELS_READ: "llm_read_permission",
     Permission.MANAGE: "admin",  # every domain administration action (domain admin role)
-    Permission.MEMBERSHIP: "membership",
 }
 
 Api = Literal["ollama", "openai"]
@@ -43,11 +41,16 @@ Kind = Literal["forward", "attestation"]
 
 @dataclass(frozen=True)
 class ProxyRoute:
-    """One entry: ``method`` on ``/{domain_id}`` + ``suffix`` needs ``permission``."""
+    """One entry: ``method`` on ``/{domain_id}`` + ``suffix`` needs ``permission`` (None: no token).
+
+    The only route without a permission is attestation: a client must be able to check the proxy
+    *before* it hands it a token, or an unattested server could collect tokens (DESIGN.md §1.2: the
+    network is not trusted). It is rate-limited per client address instead.
+    """
 
     method: str
     suffix: str  # the path after the domain, e.g. "/api/chat"; forwarded as-is to the runtime
-    permission: Permission
+    permission: Permission | None
     api: Api | None = None  # which runtime base URL serves it; None for local handlers
     kind: Kind = "forward"
     admin: bool = False  # only served when the `admin_routes` setting is on
@@ -77,7 +80,7 @@ ROUTE_TABLE: tuple[ProxyRoute, ...] = (
     _openai("POST", "/v1/chat/completions", Permission.CHAT),
     _openai("POST", "/v1/embeddings", Permission.EMBEDDINGS),
     _openai("GET", "/v1/models", Permission.MODELS_READ),
-    ProxyRoute("POST", "/attestation", Permission.MEMBERSHIP, kind="attestation"),
+    ProxyRoute("POST", "/attestation", None, kind="attestation"),
     _ollama("POST", "/api/pull", Permission.MANAGE, admin=True),
     _ollama("POST", "/api/create", Permission.MANAGE, admin=True),
     _ollama("POST", "/api/copy", Permission.MANAGE, admin=True),

@@ -56,6 +56,10 @@ class ProxySettings:
     rate_limit_per_minute: float = 600.0  # sustained requests per user per minute; 0 disables the limit
     rate_limit_burst: int = 60  # requests a user may make at once before the sustained rate applies
     rate_limit_users: int = 10_000  # per-user buckets kept (least recently used dropped first)
+    # POST /{domain}/attestation needs no token (a client attests before it trusts the proxy with one),
+    # so it is limited per client address instead: each report costs the secure processor a request.
+    attestation_rate_per_minute: float = 60.0  # sustained attestations per client address; 0 disables
+    attestation_burst: int = 10  # attestations one address may ask for at once
     shutdown_grace: float = 30.0  # seconds in-flight requests (streams) get to finish on shutdown
     metrics: bool = True  # serve /metrics without authentication; false: 404
     admin_routes: bool = False  # expose Ollama's pull/create/copy/delete (need `manage`); false: 404
@@ -89,6 +93,10 @@ class ProxySettings:
             raise ProxySettingsError("rate_limit_per_minute", "must not be negative (0 disables)")
         if self.rate_limit_burst < 1:
             raise ProxySettingsError("rate_limit_burst", "must be at least 1")
+        if self.attestation_rate_per_minute < 0:
+            raise ProxySettingsError("attestation_rate_per_minute", "must not be negative (0 disables)")
+        if self.attestation_burst < 1:
+            raise ProxySettingsError("attestation_burst", "must be at least 1")
         if self.tls and not self.tls_hostnames:
             raise ProxySettingsError("tls_hostnames", "name at least one host for the certificate")
 

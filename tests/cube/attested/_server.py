@@ -61,6 +61,7 @@ class Calls:
 
     attestations: int = 0
     nonces: list[bytes] = field(default_factory=list)
+    attestation_authorizations: list[str | None] = field(default_factory=list)  # Authorization headers
     generate_bodies: list[bytes] = field(default_factory=list)
 
 
@@ -91,6 +92,7 @@ class AttestedServer:
             self.bind_spki: bytes | None = None  # None: this server's own key (an honest agent)
             self.tamper: Callable[[dict[str, Any]], dict[str, Any]] | None = None
             self.attestation_status = 200
+            self.attestation_needs_token = False  # True: 401 without a token there (upstream Cube does)
             self.close_connections = False  # send `Connection: close`: every request is a new connection
 
     @property
@@ -163,7 +165,12 @@ class AttestedServer:
 
     def _app(self) -> Starlette:
         async def attestation(request: Request) -> Response:
-            if request.headers.get("authorization") != f"Bearer {TOKEN}":
+            # Like our proxy: no token needed (a client attests before it hands one over).
+            authorization = request.headers.get("authorization")
+            with self.lock:
+                self.calls.attestation_authorizations.append(authorization)
+                needs_token = self.attestation_needs_token
+            if needs_token and authorization != f"Bearer {TOKEN}":
                 return JSONResponse({"error": "unauthorized"}, status_code=401)
             nonce = bytes.fromhex(json.loads(await request.body())["nonce"])
             with self.lock:
@@ -179,6 +186,8 @@ class AttestedServer:
             return JSONResponse(document, headers=self._headers())
 
         async def generate(request: Request) -> Response:
+            if request.headers.get("authorization") != f"Bearer {TOKEN}":
+                return JSONResponse({"error": "unauthorized"}, status_code=401)
             body = await request.body()
             with self.lock:
                 self.calls.generate_bodies.append(body)

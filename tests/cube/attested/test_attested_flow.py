@@ -22,7 +22,7 @@ from cube_lsp.cube.requests import FimRequest
 from cube_lsp.errors import CubeError
 from cube_lsp.settings import Settings, parse_settings
 from cube_stack.agent import SIMULATED_MEASUREMENT, SimulatedProvider
-from tests.cube.attested._server import COMPLETION, AttestedServer, RecordingBackend
+from tests.cube.attested._server import COMPLETION, TOKEN, AttestedServer, RecordingBackend
 from tests.cube.attested.conftest import FakeClock, FakeGetter, make_settings
 
 SECRET = "def top_secret_algorithm_9f1e(x):"
@@ -94,6 +94,9 @@ async def test_first_request_attests_on_the_same_pool_then_sends(harness_for, se
     first, *rest = [data for _, data in h.backend.writes]
     assert first.startswith(b"POST /attested-domain/attestation ")
     assert SECRET.encode() not in first and SECRET.encode() in b"".join(rest)
+    # The token waits for the attestation too: an unattested server may be an impostor collecting them.
+    assert TOKEN.encode() not in first and TOKEN.encode() in b"".join(rest)
+    assert server.calls.attestation_authorizations == [None]
     status = h.statuses[-1]
     assert status.state == "simulated" and status.simulated
     assert status.measurement == SIMULATED_MEASUREMENT.hex()
@@ -171,6 +174,12 @@ FAILURES: list[tuple[str, Callable[..., None], str]] = [
         "attestation.root_untrusted",
     ),
     ("unavailable", lambda s, p, path: setattr(s, "attestation_status", 501), "attestation.unavailable"),
+    # A server that wants the token before it is attested (upstream Cube does) does not get it.
+    (
+        "token-required",
+        lambda s, p, path: setattr(s, "attestation_needs_token", True),
+        "attestation.token_required",
+    ),
 ]
 
 
@@ -189,6 +198,7 @@ async def test_failed_attestation_sends_no_code(
     # Still failing, still nothing sent: a failed attestation pins nothing.
     assert (await h.fails()).code == code
     assert not h.code_was_sent()
+    assert set(server.calls.attestation_authorizations) <= {None}  # no token went out either
 
 
 async def test_a_report_bound_to_another_key_is_a_relay(harness_for, server, server_b, policy_file) -> None:

@@ -25,12 +25,10 @@ def endpoint_args(server: AttestedServer, policy: Path, ca_bundle: Path, *extra:
         DOMAIN,
         "--policy",
         str(policy),
-        "--token",
-        TOKEN,
         "--ca-bundle",
         str(ca_bundle),
         *extra,
-    ]
+    ]  # no --token: attesting needs none, and cube-lsp sends none before the server is attested
 
 
 def test_endpoint_prints_a_simulated_verdict(
@@ -49,14 +47,23 @@ def test_endpoint_prints_a_simulated_verdict(
 
 
 def test_endpoint_failure_exits_non_zero_with_the_code(
-    capsys, server, provider: SimulatedProvider, tmp_path: Path, ca: tuple[trustme.CA, Path]
+    capsys,
+    server,
+    provider: SimulatedProvider,
+    policy_file: Path,
+    tmp_path: Path,
+    ca: tuple[trustme.CA, Path],
 ) -> None:
     policy = tmp_path / "strict.json"
     policy.write_text(json.dumps(provider.client_policy() | {"measurements": ["00" * 48]}))
     assert main(endpoint_args(server, policy, ca[1], "--json")) == 1
     shown = json.loads(capsys.readouterr().out)
     assert (shown["state"], shown["code"]) == ("failed", "attestation.measurement_mismatch")
-    assert main(endpoint_args(server, policy, ca[1], "--token", "wrong")) == 3  # the proxy said 401
+    server.attestation_needs_token = True  # upstream Cube's attestation route: we never send it one
+    assert main(endpoint_args(server, policy_file, ca[1], "--json")) == 1
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["state"], shown["code"]) == ("failed", "attestation.token_required")
+    assert server.calls.attestation_authorizations == [None, None]
 
 
 @pytest.fixture

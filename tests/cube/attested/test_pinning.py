@@ -12,7 +12,7 @@ import pytest
 import trustme
 
 from cube_lsp.cube.pinning import PinningBackend, PinSet, SpkiNotPinnedError, attestation_exchange
-from tests.cube.attested._server import DOMAIN, AttestedServer, RecordingBackend
+from tests.cube.attested._server import DOMAIN, TOKEN, AttestedServer, RecordingBackend
 from tests.cube.attested.conftest import FakeClock
 
 SECRET = b'{"prompt": "def top_secret_pinning_e4a1():"}'
@@ -29,7 +29,8 @@ class Pool:
 
     async def post(self, server: AttestedServer, *, scheme: str = "https") -> int:
         url = f"{scheme}://127.0.0.1:{server.port}/{DOMAIN}/api/generate"
-        response = await self.pool.request("POST", url, content=SECRET)
+        headers = [(b"Authorization", f"Bearer {TOKEN}".encode())]
+        response = await self.pool.request("POST", url, content=SECRET, headers=headers)
         return response.status
 
     def sent_secret(self) -> bool:

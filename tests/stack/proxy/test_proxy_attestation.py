@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import base64
+import json
+import logging
 import os
 from typing import Any
 
+import httpx
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cube_proxy_testkit import AuthStack, MakeProxy, bearer
+from cube_proxy_testkit import AuthStack, MakeProxy, ManualClock, bearer
 
 
 class FakeAgent:
@@ -90,20 +94,48 @@ async def test_bad_nonces_are_400(make_proxy: MakeProxy, stack: AuthStack) -> No
     assert agent.calls == []
 
 
-async def test_attestation_needs_a_token_and_membership(make_proxy: MakeProxy, stack: AuthStack) -> None:
+async def test_attestation_needs_no_token_and_checks_none(
+    make_proxy: MakeProxy, stack: AuthStack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client attests before it trusts the proxy with a token, so the route must not ask for one."""
+    caplog.set_level(logging.INFO, logger="cube_stack.proxy.audit")
     agent = FakeAgent()
     async with make_proxy(agent=agent) as proxy:
         path = f"/{stack.domain}/attestation"
         anonymous = await proxy.client.post(path, json={"nonce": "00" * 32})
+        garbage = await proxy.client.post(path, json={"nonce": "00" * 32}, headers=bearer("not-a-token"))
         outsider = await proxy.client.post(
             path, json={"nonce": "00" * 32}, headers=bearer(stack.carol.access_token)
         )
-        owner = await proxy.client.post(
-            path, json={"nonce": "00" * 32}, headers=bearer(stack.alice.access_token)
-        )
-    assert anonymous.status_code == 401 and outsider.status_code == 403
-    assert outsider.json()["code"] == "auth.not_domain_member"
-    assert owner.status_code == 200 and len(agent.calls) == 1
+    assert [r.status_code for r in (anonymous, garbage, outsider)] == [200, 200, 200]
+    assert len(agent.calls) == 3
+    audit = [json.loads(r.getMessage()) for r in caplog.records if r.name == "cube_stack.proxy.audit"]
+    assert [(a["route"], a["status"], a["user_id"], a["permission"]) for a in audit] == [
+        ("/{domain_id}/attestation", 200, None, None)
+    ] * 3
+
+
+async def test_attestation_is_rate_limited_per_client_address(
+    make_proxy: MakeProxy, stack: AuthStack, clock: ManualClock
+) -> None:
+    agent = FakeAgent()
+    body = {"nonce": "00" * 32}
+    async with make_proxy(agent=agent, attestation_burst=2, attestation_rate_per_minute=6) as proxy:
+        path = f"/{stack.domain}/attestation"
+        allowed = [await proxy.client.post(path, json=body) for _ in range(2)]
+        refused = await proxy.client.post(path, json=body)
+        # Another source address on loopback has a bucket of its own.
+        other_source = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+        async with httpx.AsyncClient(base_url=proxy.url, transport=other_source) as other:
+            elsewhere = await other.post(path, json=body)
+        clock.advance(10)  # 6 per minute: one token back every 10 s
+        later = await proxy.client.post(path, json=body)
+    assert [r.status_code for r in allowed] == [200, 200]
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "10"
+    assert refused.json()["code"] == "cube_proxy.rate_limited"
+    assert "attestation" in refused.json()["message"]
+    assert elsewhere.status_code == 200 and later.status_code == 200
+    assert len(agent.calls) == 4  # the refused request never reached the secure processor
 
 
 async def test_an_agent_failure_is_500_without_details(make_proxy: MakeProxy, stack: AuthStack) -> None:

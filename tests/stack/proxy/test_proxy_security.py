@@ -179,7 +179,7 @@ EXPECTED_TABLE = {
     ("POST", "/v1/chat/completions"): Permission.CHAT,
     ("POST", "/v1/embeddings"): Permission.EMBEDDINGS,
     ("GET", "/v1/models"): Permission.MODELS_READ,
-    ("POST", "/attestation"): Permission.MEMBERSHIP,
+    ("POST", "/attestation"): None,  # public: attested before any token is sent
     ("POST", "/api/pull"): Permission.MANAGE,
     ("POST", "/api/create"): Permission.MANAGE,
     ("POST", "/api/copy"): Permission.MANAGE,
