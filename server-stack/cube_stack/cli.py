@@ -35,9 +35,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cube-stack", description="The cube-lsp server side")
     parser.add_argument("--version", action="version", version=f"cube-stack {__version__}")
     parser.add_argument("--data-dir", type=Path, default=None, help="default: the user's data dir")
+    # `cube-stack up --data-dir DIR` must work as well as `cube-stack --data-dir DIR up`: each command
+    # accepts it too, and SUPPRESS keeps the top-level value when the command is not given one.
+    data_dir = argparse.ArgumentParser(add_help=False)
+    data_dir.add_argument(
+        "--data-dir", type=Path, default=argparse.SUPPRESS, help="default: the user's data dir"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    up = commands.add_parser("up", help="start auth, runtime, simulated attestation agent and proxy")
+    up = commands.add_parser(
+        "up", parents=[data_dir], help="start auth, runtime, simulated attestation agent and proxy"
+    )
     up.add_argument("--host", default="127.0.0.1", help="proxy listen address (default 127.0.0.1)")
     up.add_argument("--port", type=int, default=8900, help="proxy port (default 8900; 0: any free port)")
     up.add_argument("--auth-port", type=int, default=8189, help="auth API port (default 8189; 0: any)")
@@ -46,28 +54,28 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-ollama", action="store_true", help="do not use an Ollama at 127.0.0.1:11434")
 
     user = commands.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
-    create_user = user.add_parser("create", help="create a user")
+    create_user = user.add_parser("create", help="create a user", parents=[data_dir])
     create_user.add_argument("username")
     create_user.add_argument("--email", required=True)
     create_user.add_argument("--password", required=True)
 
     domain = commands.add_parser("domain", help="manage domains").add_subparsers(dest="action", required=True)
-    create_domain = domain.add_parser("create", help="create a domain")
+    create_domain = domain.add_parser("create", help="create a domain", parents=[data_dir])
     create_domain.add_argument("name")
     create_domain.add_argument("--route", required=True, help="short identifier used in URLs")
-    domain.add_parser("list", help="list domains")
+    domain.add_parser("list", help="list domains", parents=[data_dir])
 
     token = commands.add_parser("token", help="manage personal access tokens")
     token_actions = token.add_subparsers(dest="action", required=True)
-    create_token = token_actions.add_parser("create", help="create a PAT for a domain")
+    create_token = token_actions.add_parser("create", help="create a PAT for a domain", parents=[data_dir])
     create_token.add_argument("--domain", required=True, help="domain id")
     create_token.add_argument("--name", default="cube-lsp")
     create_token.add_argument("--duration", default="90d", help="e.g. 720h or 90d")
     create_token.add_argument(
         "--operation", default="*", help="llm operation the token allows (e.g. completions); * for all"
     )
-    token_actions.add_parser("list", help="list the admin's PATs")
-    revoke = token_actions.add_parser("revoke", help="revoke a PAT")
+    token_actions.add_parser("list", help="list the admin's PATs", parents=[data_dir])
+    revoke = token_actions.add_parser("revoke", help="revoke a PAT", parents=[data_dir])
     revoke.add_argument("pat_id")
 
     policy = commands.add_parser("policy", help="write a client attestation policy")

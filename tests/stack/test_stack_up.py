@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cube_stack.cli import build_parser
 from cube_stack.cli import main as cube_stack_main
 from cube_stack.stack import EmbeddedStack, StackOptions
 
@@ -59,6 +60,24 @@ async def _in_thread(function, *args):
     return await asyncio.to_thread(function, *args)
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--data-dir", "D", "up"],
+        ["up", "--data-dir", "D"],
+        ["--data-dir", "elsewhere", "up", "--data-dir", "D"],  # the command's own wins
+        ["domain", "list", "--data-dir", "D"],
+        ["token", "revoke", "pat-id", "--data-dir", "D"],
+    ],
+)
+def test_data_dir_goes_before_or_after_the_command(argv: list[str]) -> None:
+    assert build_parser().parse_args(argv).data_dir == Path("D")
+
+
+def test_without_data_dir_the_default_is_left_to_the_stack() -> None:
+    assert build_parser().parse_args(["up"]).data_dir is None
+
+
 def test_admin_commands_work_on_the_stack_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     import asyncio
 
@@ -96,7 +115,7 @@ def test_cube_stack_up_command_serves_completions_and_stops_on_ctrl_c(tmp_path: 
     source = tmp_path / "calc.py"
     source.write_text("def add(a, b):\n    return \n")
     data_dir = tmp_path / "data"
-    command = [sys.executable, "-m", "cube_stack.cli", "--data-dir", str(data_dir), "up"]
+    command = [sys.executable, "-m", "cube_stack.cli", "up", "--data-dir", str(data_dir)]
     command += ["--port", "0", "--auth-port", "0", "--no-ollama"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
