@@ -13,6 +13,7 @@ import time
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cube_stack import body_limit
 from cube_stack.auth.errors import AuthError, MalformedError, PayloadTooLargeError
 
 log = logging.getLogger("cube_stack.auth.access")
@@ -26,44 +27,21 @@ def error_response(error: AuthError) -> JSONResponse:
     )
 
 
-def _too_large(limit: int) -> PayloadTooLargeError:
-    return PayloadTooLargeError(f"request body is larger than {limit} bytes")
+class BodyLimitMiddleware(body_limit.BodyLimitMiddleware):
+    """The shared body cap, answering in the auth service's error format."""
 
+    def too_large(self) -> PayloadTooLargeError:
+        """Return the 413 error."""
+        return PayloadTooLargeError(f"request body is larger than {self.max_bytes} bytes")
 
-class BodyLimitMiddleware:
-    """Refuse request bodies over ``max_bytes``: by Content-Length up front, else while streaming."""
+    def bad_length(self) -> MalformedError:
+        """Return the 400 error for a malformed Content-Length."""
+        return MalformedError("invalid Content-Length")
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass the request on with a counting ``receive``, or answer 413 at once."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    await error_response(MalformedError("invalid Content-Length"))(scope, receive, send)
-                    return
-                if declared > self.max_bytes:
-                    await error_response(_too_large(self.max_bytes))(scope, receive, send)
-                    return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _too_large(self.max_bytes)  # surfaces in the handler, mapped to 413
-            return message
-
-        await self.app(scope, limited_receive, send)
+    async def refuse(self, error: Exception, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer ``error`` as ``{"message", "code"}``."""
+        assert isinstance(error, AuthError)
+        await error_response(error)(scope, receive, send)
 
 
 class AccessLogMiddleware:

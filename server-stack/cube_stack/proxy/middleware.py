@@ -17,6 +17,7 @@ from typing import Any
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cube_stack import body_limit
 from cube_stack.proxy.backend import ROUTE_SCOPE_KEY, BearerAuthBackend
 from cube_stack.proxy.errors import (
     BadRequestError,
@@ -106,48 +107,24 @@ class AuditMiddleware:
                 self.metrics.observe_request(record.route, record.method, record.status, elapsed)
 
 
-class BodyLimitMiddleware:
-    """Refuse request bodies over ``max_bytes``: by Content-Length up front, else while reading."""
+class BodyLimitMiddleware(body_limit.BodyLimitMiddleware):
+    """The shared body cap, answering in the proxy's error format and noting the audit outcome."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    def _too_large(self) -> PayloadTooLargeError:
+    def too_large(self) -> PayloadTooLargeError:
+        """Return the 413 error."""
         return PayloadTooLargeError(
             f"request body is larger than the proxy's limit of {self.max_bytes} bytes"
         )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer 413 at once for a declared oversize body, or pass on a counting ``receive``."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    error: CubeProxyError = BadRequestError("invalid Content-Length header")
-                else:
-                    if declared <= self.max_bytes:
-                        continue
-                    error = self._too_large()
-                audit_record(scope).outcome = error.code
-                await error_response(error)(scope, receive, send)
-                return
-        received = 0
+    def bad_length(self) -> BadRequestError:
+        """Return the 400 error for a malformed Content-Length."""
+        return BadRequestError("invalid Content-Length header")
 
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise self._too_large()  # the endpoint renders it as 413
-            return message
-
-        await self.app(scope, limited_receive, send)
+    async def refuse(self, error: Exception, scope: Scope, receive: Receive, send: Send) -> None:
+        """Record the outcome and answer ``error``."""
+        assert isinstance(error, CubeProxyError)
+        audit_record(scope).outcome = error.code
+        await error_response(error)(scope, receive, send)
 
 
 async def read_body(receive: Receive) -> bytes:
