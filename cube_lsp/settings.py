@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 Api = Literal["ollama", "openai"]
 Multiline = Literal["auto", "always", "never"]
 AttestationMode = Literal["required", "simulated", "off"]
+TlsVerify = Literal["auto", "ca", "attestation"]
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,10 @@ class TlsSettings:
     ca_bundle: str | None = None  # PEM file of extra CAs to trust (e.g. a corporate CA)
     client_cert: str | None = None  # PEM client certificate for mutual TLS
     client_key: str | None = None  # PEM key of client_cert; unset when the key is in client_cert
+    # What vouches for the proxy's certificate. "attestation": the SEV-SNP report bound to its key (the
+    # key is made inside the CVM at start, so no CA can have signed it); "ca": the CA chain and host
+    # name; "auto": "ca" when caBundle is set or attestation is off, else "attestation".
+    verify: TlsVerify = "auto"
 
 
 @dataclass(frozen=True)
@@ -230,8 +235,30 @@ def _check_invariants(settings: Settings, errors: list[SettingsError]) -> Settin
     return _check_attestation(settings, errors)
 
 
+def tls_checks_ca(settings: Settings) -> bool:
+    """Return whether the proxy's certificate must chain to a trusted CA (see ``TlsSettings.verify``).
+
+    Without a CA check the attested transport is what keeps the user safe: it writes nothing but the
+    attestation request (a nonce, no token) on a connection until the report bound to that
+    connection's key has been verified and the key pinned.
+    """
+    verify = settings.tls.verify
+    if verify == "auto":
+        return settings.tls.ca_bundle is not None or settings.attestation.mode == "off"
+    return verify == "ca"
+
+
 def _check_attestation(settings: Settings, errors: list[SettingsError]) -> Settings:
     att = settings.attestation
+    if settings.tls.verify == "attestation" and att.mode == "off":
+        errors.append(
+            SettingsError(
+                "tls.verify",
+                "'attestation' needs `attestation.mode` 'required' or 'simulated'; with 'off' the CA "
+                "chain is checked",
+            )
+        )
+        settings = dataclasses.replace(settings, tls=dataclasses.replace(settings.tls, verify="auto"))
     if not 1 <= att.reattest_interval_s <= 604_800:
         errors.append(
             SettingsError(

@@ -75,7 +75,7 @@ from cube_lsp.cube.pinning import (
 )
 from cube_lsp.cube.transport import make_transport
 from cube_lsp.errors import CubeError
-from cube_lsp.settings import Settings, is_loopback_endpoint
+from cube_lsp.settings import Settings, is_loopback_endpoint, tls_checks_ca
 
 __all__ = [
     "ATTESTATION_ROUTE",
@@ -630,7 +630,7 @@ def make_attested_transport(
     pins = PinSet(lifetime_s=settings.attestation.reattest_interval_s, clock=opts.clock)
     host = httpx.URL(settings.endpoint or "").host
     backend = PinningBackend(pins, target_host=host, inner=network_backend)
-    inner = make_transport(settings, network_backend=backend)
+    inner = make_transport(settings, network_backend=backend, check_ca=tls_checks_ca(settings))
     return AttestedTransport(inner, Attestor(settings, inner, pins, options=opts, on_status=on_status))
 
 

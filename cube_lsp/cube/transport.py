@@ -70,11 +70,23 @@ class PoolLimits:
 DEFAULT_LIMITS = PoolLimits()
 
 
-def build_ssl_context(tls: TlsSettings, *, with_client_cert: bool = True) -> ssl.SSLContext:
-    """Return a verifying TLS context: system CAs, certifi's CAs, ``tls.ca_bundle`` and the client cert."""
-    ctx = ssl.create_default_context()  # the operating system's store
-    ctx.load_verify_locations(cafile=certifi.where())  # what httpx trusts by default
-    if tls.ca_bundle:
+def build_ssl_context(
+    tls: TlsSettings, *, with_client_cert: bool = True, check_ca: bool = True
+) -> ssl.SSLContext:
+    """Return a TLS context: system CAs, certifi's CAs, ``tls.ca_bundle`` and the client cert.
+
+    ``check_ca=False`` is for the attested transport only, where the attestation report vouches for
+    the server's key instead of a CA (the key is made inside the CVM at start): the handshake then
+    accepts any certificate, and pinning decides whether a byte may be written.
+    """
+    if not check_ca:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # TLS 1.2+, as create_default_context
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    else:
+        ctx = ssl.create_default_context()  # the operating system's store
+        ctx.load_verify_locations(cafile=certifi.where())  # what httpx trusts by default
+    if check_ca and tls.ca_bundle:
         try:
             ctx.load_verify_locations(cafile=os.path.expanduser(tls.ca_bundle))
         except (OSError, ssl.SSLError) as exc:
@@ -110,14 +122,19 @@ def make_transport(
     network_backend: httpcore.AsyncNetworkBackend | None = None,
     environ: Mapping[str, str] | None = None,
     limits: PoolLimits = DEFAULT_LIMITS,
+    check_ca: bool = True,
 ) -> httpx.AsyncBaseTransport:
-    """Return the transport for ``settings``; ``network_backend`` is where attestation plugs in."""
+    """Return the transport for ``settings``; ``network_backend`` is where attestation plugs in.
+
+    ``check_ca=False`` only from :func:`~cube_lsp.cube.attested.make_attested_transport`, whose
+    pinning backend refuses to write on a key that attestation has not vouched for.
+    """
     env = os.environ if environ is None else environ
     proxy_url = select_proxy(settings.endpoint, settings.proxy, env) if settings.endpoint else None
     # Loading the CA stores takes ~0.1 s; a plain-http endpoint (a local dev stack) never needs them.
     plain = settings.endpoint is not None and settings.endpoint.startswith("http://")
     pool = httpcore.AsyncConnectionPool(
-        ssl_context=None if plain else build_ssl_context(settings.tls),
+        ssl_context=None if plain else build_ssl_context(settings.tls, check_ca=check_ca),
         proxy=_proxy(proxy_url, settings.tls) if proxy_url else None,
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,

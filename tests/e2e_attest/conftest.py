@@ -45,6 +45,9 @@ class Scene:
     token: str | None = None  # None: the world's PAT
     now: datetime | None = None  # the verifier's certificate clock; None: the system clock
     interval_s: int = 3600  # attestation.reattestIntervalS
+    # True: `tls.caBundle` trusts every certificate here (the relay's too), so TLS proves nothing and
+    # attestation must; False: no bundle, so in attested modes the report alone vouches for the key.
+    ca_bundle: bool = True
 
 
 OpenEditor = Callable[[Scene], Editor]
@@ -67,7 +70,7 @@ async def open_editor(world: World, tmp_path: Path) -> AsyncIterator[OpenEditor]
             "token": scene.token or world.token,
             "api": "ollama",
             "models": {"completion": MODEL},
-            "tls": {"caBundle": str(world.ca_bundle)},
+            "tls": {"caBundle": str(world.ca_bundle)} if scene.ca_bundle else {},
             "attestation": {
                 "mode": scene.mode,
                 "policy": None if scene.policy_file == "unset" else str(policy_path),

@@ -472,9 +472,10 @@ ATTACKS = [
 ]
 
 
+@pytest.mark.parametrize("trust", ["ca-bundle", "attestation-only"])
 @pytest.mark.parametrize("attack", ATTACKS, ids=[attack.id for attack in ATTACKS])
-async def test_attack_fails_closed(world: World, open_editor: OpenEditor, attack: Attack) -> None:
-    configured = Scene()
+async def test_attack_fails_closed(world: World, open_editor: OpenEditor, attack: Attack, trust: str) -> None:
+    configured = Scene(ca_bundle=trust == "ca-bundle")
     attack.arrange(world, configured)
     editor = open_editor(configured)
     if attack.strike is not None:
@@ -508,10 +509,13 @@ async def test_attack_fails_closed(world: World, open_editor: OpenEditor, attack
 # -- positive controls ------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("trust", ["ca-bundle", "attestation-only"])
 async def test_the_honest_cvm_gets_the_code_and_the_status_says_simulated(
-    world: World, open_editor: OpenEditor
+    world: World, open_editor: OpenEditor, trust: str
 ) -> None:
-    editor = open_editor(Scene())
+    # attestation-only: a self-signed key made at start, which no CA vouches for, is trusted through
+    # the report bound to it -- how a real CVM is reached.
+    editor = open_editor(Scene(ca_bundle=trust == "ca-bundle"))
     secret = new_secret()
     assert await editor.complete(secret) == DONE
     assert world.backend.saw(secret)
