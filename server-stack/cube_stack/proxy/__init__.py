@@ -25,7 +25,7 @@ from cube_stack.proxy.errors import (
     UnauthenticatedError,
 )
 from cube_stack.proxy.routes import AUTH_PERMISSIONS, ROUTE_TABLE, Permission, ProxyRoute
-from cube_stack.proxy.server import ProxyServer, run_proxy
+from cube_stack.proxy.server import ProxyServer
 from cube_stack.proxy.settings import ProxySettings
 from cube_stack.proxy.tls import TlsIdentity
 
@@ -56,5 +56,4 @@ __all__ = [
     "TlsIdentity",
     "UnauthenticatedError",
     "create_proxy_app",
-    "run_proxy",
 ]

@@ -1,5 +1,7 @@
 """``python -m cube_stack.proxy``: serve the proxy configured by ``CUBE_PROXY_*`` variables."""
 
-from cube_stack.proxy.server import main
+import sys
 
-main()
+from cube_stack.proxy.standalone import main
+
+sys.exit(main())

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import socket
 import ssl
 from collections.abc import Callable
@@ -117,22 +116,3 @@ class ProxyServer:
         """Ask the server to finish in-flight requests and exit (call from the serving loop)."""
         self._server.should_exit = True
         self._server.exit_event.set()
-
-
-async def run_proxy(settings: ProxySettings) -> None:
-    """Serve a proxy that asks the auth service at ``settings.auth_url`` over HTTP (no attestation agent)."""
-    from cube_stack.proxy.app import create_proxy_app
-    from cube_stack.proxy.authclient import HttpAuthClient
-
-    auth = HttpAuthClient(settings.auth_url, timeout=settings.auth_timeout)
-    try:
-        server = ProxyServer(create_proxy_app(settings, auth=auth), settings)
-        await server.serve()
-    finally:
-        await auth.aclose()
-
-
-def main() -> None:
-    """Run the proxy from ``CUBE_PROXY_*`` environment variables."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    asyncio.run(run_proxy(ProxySettings.from_env(os.environ)))

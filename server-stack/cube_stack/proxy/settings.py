@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from cube_stack.proxy.errors import ProxySettingsError
 
 ENV_PREFIX = "CUBE_PROXY_"
+ATTESTATION_MODES = ("auto", "configfs-tsm", "sev-guest", "simulated", "none")
 
 
 def _check_url(name: str, value: str) -> None:
@@ -47,6 +48,13 @@ class ProxySettings:
     decision_cache_size: int = 10_000  # cached decisions kept (least recently used dropped first)
     ollama_url: str = "http://127.0.0.1:11434"  # runtime base URL for /{domain}/api/* (Ollama wire format)
     openai_url: str = ""  # runtime base URL for /{domain}/v1/* (OpenAI format); unset: ollama_url
+    auth_grpc: str = ""  # host:port of auth.v1.AuthService: PATs and permissions over gRPC; unset: HTTP
+    # Which SEV-SNP interface answers POST /{domain}/attestation. auto: configfs-tsm, else /dev/sev-guest,
+    # and refuse to start when neither works; simulated: dev only, NOT a CVM; none: the route answers 501.
+    attestation: str = "auto"
+    attestation_tsm_path: str = "/sys/kernel/config/tsm/report"  # the configfs-tsm report directory
+    attestation_device: str = "/dev/sev-guest"  # the sev-guest character device
+    attestation_state_dir: str = ""  # simulated only: keep its SIMULATED root (and a client policy) here
     runtime_api_key: str | None = field(default=None, repr=False)  # bearer sent upstream; unset: none
     connect_timeout: float = 5.0  # seconds to connect to the runtime
     first_byte_timeout: float = 300.0  # seconds until the runtime sends response headers (model load)
@@ -97,6 +105,12 @@ class ProxySettings:
             raise ProxySettingsError("attestation_rate_per_minute", "must not be negative (0 disables)")
         if self.attestation_burst < 1:
             raise ProxySettingsError("attestation_burst", "must be at least 1")
+        if self.attestation not in ATTESTATION_MODES:
+            raise ProxySettingsError(
+                "attestation", f"found {self.attestation!r}, wanted one of {', '.join(ATTESTATION_MODES)}"
+            )
+        if self.attestation_state_dir and self.attestation != "simulated":
+            raise ProxySettingsError("attestation_state_dir", "is for attestation 'simulated' only")
         if self.tls and not self.tls_hostnames:
             raise ProxySettingsError("tls_hostnames", "name at least one host for the certificate")
 

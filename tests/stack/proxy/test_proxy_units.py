@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+import re
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -18,6 +21,7 @@ from cube_stack.proxy.jwks import looks_like_jwt, parse_jwks
 from cube_stack.proxy.metrics import ProxyMetrics
 from cube_stack.proxy.ratelimit import RateLimiter
 from cube_stack.proxy.routes import AUTH_PERMISSIONS, Permission
+from cube_stack.proxy.settings import ENV_PREFIX
 
 
 class Clock:
@@ -197,3 +201,9 @@ def test_self_signed_subjects_are_unique_per_key():
     first = TlsIdentity.generate(("localhost",))
     second = TlsIdentity.generate(("localhost",))
     assert first.certificate.subject != second.certificate.subject
+
+
+def test_docs_list_every_proxy_setting_as_its_variable() -> None:
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "proxy.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `(CUBE_PROXY_[A-Z0-9_]+)` \|", docs, re.M))
+    assert documented == {ENV_PREFIX + f.name.upper() for f in dataclasses.fields(ProxySettings)}

@@ -1,0 +1,115 @@
+"""The proxy as a service of its own, as it runs inside the CVM: ``python -m cube_stack.proxy``.
+
+``cube-stack up`` wires everything into one process for a laptop; a deployment runs the proxy next to
+the model runtime inside the confidential VM and the auth service (or SuperMQ) outside it. This module
+builds that proxy from ``CUBE_PROXY_*`` settings: the TLS key (made here, in memory, never written), the
+attestation agent on the SEV-SNP interface the settings name, and the auth client (HTTP, or
+``auth.v1`` gRPC with the JWKS still over HTTP).
+
+It fails closed at start: before listening it asks the agent for one report bound to the key it will
+serve with, so a proxy that cannot attest (no SEV-SNP interface, no permission on the device, firmware
+errors) exits with the reason instead of serving a route every client will refuse. ``attestation =
+none`` is the explicit way to run without an agent (the route answers 501; clients that require
+attestation send nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from cube_lsp.errors import CubeError
+from cube_stack.agent import Agent, SimulatedOptions, SimulatedProvider, select_provider
+from cube_stack.proxy.app import create_proxy_app
+from cube_stack.proxy.authclient import AuthClient, HttpAuthClient
+from cube_stack.proxy.server import ProxyServer
+from cube_stack.proxy.settings import ProxySettings
+from cube_stack.proxy.tls import TlsIdentity
+
+log = logging.getLogger(__name__)
+
+
+def build_auth(settings: ProxySettings) -> AuthClient:
+    """Return the auth client the settings name: gRPC when ``auth_grpc`` is set, else HTTP."""
+    http = HttpAuthClient(settings.auth_url, timeout=settings.auth_timeout)
+    if not settings.auth_grpc:
+        return http
+    from cube_stack.auth.grpc.client import GrpcAuthClient, GrpcProxyAuthClient
+
+    return GrpcProxyAuthClient(GrpcAuthClient(settings.auth_grpc, timeout=settings.auth_timeout), jwks=http)
+
+
+async def build_agent(settings: ProxySettings, identity: TlsIdentity) -> Agent | None:
+    """Return the attestation agent, after one report proved that it works; None for mode ``none``."""
+    if settings.attestation == "none":
+        log.warning(
+            "proxy.attestation_off no attestation agent: POST /{domain}/attestation answers 501 and "
+            "clients that require attestation will send nothing",
+            extra={"event": "proxy.attestation"},
+        )
+        return None
+    simulated = None
+    if settings.attestation == "simulated":
+        state = Path(settings.attestation_state_dir) if settings.attestation_state_dir else None
+        simulated = SimulatedOptions(data_dir=state)
+    provider = select_provider(
+        settings.attestation,
+        tsm_path=settings.attestation_tsm_path,
+        device=settings.attestation_device,
+        simulated=simulated,
+    )
+    agent = Agent(provider, identity.spki_der)
+    await agent.attest(secrets.token_bytes(32), identity.spki_der)  # the self-test: fail now, not later
+    if isinstance(provider, SimulatedProvider) and simulated is not None and simulated.data_dir is not None:
+        path = simulated.data_dir / "client-policy.json"
+        path.write_text(json.dumps(provider.client_policy(), indent=2) + "\n", encoding="utf-8")
+        log.warning("proxy.simulated_policy a client policy for this SIMULATED root: %s", path)
+    return agent
+
+
+async def run_proxy(settings: ProxySettings) -> None:
+    """Build key, agent and auth client, then serve until SIGINT/SIGTERM (uvicorn's handlers).
+
+    The ``proxy.listening`` log line names the URL (the port, when ``port`` is 0) and the SPKI.
+    """
+    identity = TlsIdentity.generate(settings.tls_hostnames, days=settings.tls_cert_days)
+    agent = await build_agent(settings, identity)
+    auth = build_auth(settings)
+    try:
+        server = ProxyServer(create_proxy_app(settings, auth=auth, agent=agent, identity=identity), settings)
+        await server.serve()
+    finally:
+        await auth.aclose()
+
+
+def main(environ: Mapping[str, str] | None = None) -> int:
+    """Run the proxy from ``CUBE_PROXY_*`` variables; return the process exit status."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        settings = ProxySettings.from_env(os.environ if environ is None else environ)
+    except CubeError as exc:
+        print(f"cube proxy: {exc.message}", file=sys.stderr)
+        return 2
+    # SIGTERM (how a service manager stops us) as SIGINT: uvicorn drains in-flight requests, then
+    # re-raises the signal, which lands here as KeyboardInterrupt and a clean exit instead of death by
+    # signal; before uvicorn listens it simply stops the start-up.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        asyncio.run(run_proxy(settings))
+    except CubeError as exc:
+        print(f"cube proxy: {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
