@@ -100,7 +100,7 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     # SIGTERM (how a service manager stops us) as SIGINT: uvicorn drains in-flight requests, then
     # re-raises the signal, which lands here as KeyboardInterrupt and a clean exit instead of death by
     # signal; before uvicorn listens it simply stops the start-up.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         asyncio.run(run_proxy(settings))
     except CubeError as exc:
@@ -108,6 +108,8 @@ def main(environ: Mapping[str, str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -21,7 +21,9 @@ from pathlib import Path
 import pytest
 from cube_proxy_testkit import AuthStack
 
-from cube_stack.proxy import ProxySettings, ProxySettingsError
+from cube_stack.auth.grpc.client import GrpcProxyAuthClient
+from cube_stack.proxy import HttpAuthClient, ProxySettings, ProxySettingsError
+from cube_stack.proxy.standalone import build_auth
 from cube_stack.proxy.standalone import main as proxy_main
 from tests.support.scripted_backend import Reply, ScriptedBackend
 
@@ -48,7 +50,9 @@ def test_without_an_sev_snp_interface_it_refuses_to_start(
         "CUBE_PROXY_ATTESTATION_TSM_PATH": str(tmp_path / "no-tsm"),
         "CUBE_PROXY_ATTESTATION_DEVICE": str(tmp_path / "no-sev-guest"),
     }
+    before = signal.getsignal(signal.SIGTERM)
     assert proxy_main(environ) == 1
+    assert signal.getsignal(signal.SIGTERM) is before  # the embedding process keeps its handler
     err = capsys.readouterr().err
     assert "agent.no_tee" in err and "not an SEV-SNP guest" in err
     assert "proxy.listening" not in caplog.text  # it never listened
@@ -145,3 +149,14 @@ def test_a_client_with_only_url_and_policy_attests_it_and_completes(
     assert done.stdout.strip() == "a + b"
     assert "SIMULATED" in done.stderr
     assert scripted_backend.request_count == 1
+
+
+async def test_the_grpc_auth_client_is_chosen_by_setting() -> None:
+    http = build_auth(ProxySettings())
+    grpc = build_auth(ProxySettings(auth_grpc="127.0.0.1:8181"))
+    try:
+        assert isinstance(http, HttpAuthClient)
+        assert isinstance(grpc, GrpcProxyAuthClient) and grpc._client.target == "127.0.0.1:8181"
+    finally:
+        await http.aclose()
+        await grpc.aclose()
