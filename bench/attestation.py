@@ -267,6 +267,7 @@ async def start_stack(
             ollama_url=runtime_url,
             shutdown_grace=1.0,
             rate_limit_per_minute=0,
+            attestation_rate_per_minute=0,  # every fresh client attests, all from 127.0.0.1
         )
         auth = InProcessAuthClient(service)
         stack.push_async_callback(auth.aclose)
