@@ -8,27 +8,29 @@ types and to answer in its own error format.
 
 from __future__ import annotations
 
+import abc
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class BodyLimitMiddleware:
+class BodyLimitMiddleware(abc.ABC):
     """Refuse request bodies over ``max_bytes``: by Content-Length up front, else while reading."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
+    @abc.abstractmethod
     def too_large(self) -> Exception:
         """Return the service's 413 error."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def bad_length(self) -> Exception:
         """Return the service's 400 error for a Content-Length that is not a number."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def refuse(self, error: Exception, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer ``error`` before the app runs."""
-        raise NotImplementedError
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer at once for a declared oversize body, or pass on a counting ``receive``."""

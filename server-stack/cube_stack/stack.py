@@ -34,7 +34,6 @@ from typing import Any
 import platformdirs
 import uvicorn
 
-from cube_stack.agent import Agent, SimulatedOptions, select_provider
 from cube_stack.agent.tls import new_tls_identity
 from cube_stack.auth.app import create_auth_app
 from cube_stack.auth.requests import parse_new_domain, parse_new_pat
@@ -45,6 +44,7 @@ from cube_stack.proxy.app import create_proxy_app
 from cube_stack.proxy.authclient import InProcessAuthClient
 from cube_stack.proxy.server import ProxyServer
 from cube_stack.proxy.settings import ProxySettings
+from cube_stack.proxy.standalone import build_agent, write_simulated_policy
 from cube_stack.runtime import (
     DEMO_MODEL_NAME,
     MINILM_NAME,
@@ -168,13 +168,17 @@ class EmbeddedStack:
         runtime, models = await self._start_runtime()
         completion_model, embedding_model = models
 
-        identity = new_tls_identity(("localhost", "127.0.0.1", "::1"), days=30)
-        simulated = SimulatedOptions(data_dir=data / "agent")
-        provider = select_provider("simulated", simulated=simulated)
-        agent = Agent(provider, identity.spki_der)
         settings = ProxySettings(
-            host=opts.host, port=opts.port, tls=True, auth_url=auth_url, ollama_url=runtime.base_url
+            host=opts.host,
+            port=opts.port,
+            tls=True,
+            auth_url=auth_url,
+            ollama_url=runtime.base_url,
+            attestation="simulated",
+            attestation_state_dir=str(data / "agent"),
         )
+        identity = new_tls_identity(settings.tls_hostnames, days=settings.tls_cert_days)
+        agent = await build_agent(settings, identity)  # as a CVM's proxy does, self-test included
         auth_client = InProcessAuthClient(service)
         self._exit.push_async_callback(auth_client.aclose)
         app = create_proxy_app(settings, auth=auth_client, agent=agent, identity=identity)
@@ -191,7 +195,7 @@ class EmbeddedStack:
             "certificate": data / "proxy-cert.pem",
             "state": state_path,
         }
-        paths["policy"].write_text(json.dumps(provider.client_policy(), indent=2) + "\n", encoding="utf-8")
+        write_simulated_policy(agent, paths["policy"])
         paths["certificate"].write_bytes(identity.cert_pem)
         client = {
             "endpoint": proxy.url,

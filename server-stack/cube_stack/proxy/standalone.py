@@ -67,11 +67,20 @@ async def build_agent(settings: ProxySettings, identity: TlsIdentity) -> Agent |
     )
     agent = Agent(provider, identity.spki_der)
     await agent.attest(secrets.token_bytes(32), identity.spki_der)  # the self-test: fail now, not later
-    if isinstance(provider, SimulatedProvider) and simulated is not None and simulated.data_dir is not None:
-        path = simulated.data_dir / "client-policy.json"
-        path.write_text(json.dumps(provider.client_policy(), indent=2) + "\n", encoding="utf-8")
-        log.warning("proxy.simulated_policy a client policy for this SIMULATED root: %s", path)
     return agent
+
+
+def write_simulated_policy(agent: Agent | None, path: Path) -> bool:
+    """Write a client policy naming the agent's SIMULATED root to ``path``; False for a real agent.
+
+    A policy for real hardware pins a launch measurement (``cube-stack policy from-measurement``); the
+    SIMULATED root exists only on this machine, so only the proxy can say which one to trust.
+    """
+    provider = agent.provider if agent is not None else None
+    if not isinstance(provider, SimulatedProvider):
+        return False
+    path.write_text(json.dumps(provider.client_policy(), indent=2) + "\n", encoding="utf-8")
+    return True
 
 
 async def run_proxy(settings: ProxySettings) -> None:
@@ -81,6 +90,10 @@ async def run_proxy(settings: ProxySettings) -> None:
     """
     identity = TlsIdentity.generate(settings.tls_hostnames, days=settings.tls_cert_days)
     agent = await build_agent(settings, identity)
+    if settings.attestation_state_dir:
+        policy = Path(settings.attestation_state_dir) / "client-policy.json"
+        if write_simulated_policy(agent, policy):
+            log.warning("proxy.simulated_policy a client policy for this SIMULATED root: %s", policy)
     auth = build_auth(settings)
     try:
         server = ProxyServer(create_proxy_app(settings, auth=auth, agent=agent, identity=identity), settings)
