@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -248,6 +249,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     data_dir = args.data_dir or default_data_dir()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.command != "policy":
+        # Like ssh-agent and gpg-agent: whatever this process or its libraries create (SQLite's
+        # journal files, caches) is the user's alone. Our own secrets are made 0600 explicitly too.
+        os.umask(0o077)
     try:
         if args.command == "up":
             options = StackOptions(

@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import secrets
 import socket
 from collections.abc import Sequence
@@ -40,6 +39,7 @@ from cube_stack.auth.requests import parse_new_domain, parse_new_pat
 from cube_stack.auth.service import AuthService
 from cube_stack.auth.settings import AuthSettings
 from cube_stack.net import bind_tcp
+from cube_stack.private_files import secure_tree, write_private
 from cube_stack.proxy.app import create_proxy_app
 from cube_stack.proxy.authclient import InProcessAuthClient
 from cube_stack.proxy.server import ProxyServer
@@ -106,15 +106,6 @@ class StackState:
         write_private(path, json.dumps(self.__dict__, indent=2) + "\n")
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` with mode 0600 (created so, never widened)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(path, 0o600)
-
-
 @dataclass
 class RunningStack:
     """The started parts, with what a client needs to reach them."""
@@ -153,7 +144,9 @@ class EmbeddedStack:
     async def _start(self) -> RunningStack:
         opts = self.options
         data = opts.data_dir
-        data.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Repair what an earlier version, a deployment tool or a volume mount left readable (with a
+        # warning naming each path), before anything secret is read or written.
+        secure_tree(data)
         state_path = data / "state.json"
         state = StackState.load_or_create(state_path)
 
@@ -196,7 +189,7 @@ class EmbeddedStack:
             "state": state_path,
         }
         write_simulated_policy(agent, paths["policy"])
-        paths["certificate"].write_bytes(identity.cert_pem)
+        write_private(paths["certificate"], identity.cert_pem)
         client = {
             "endpoint": proxy.url,
             "domain": state.domain_id,
@@ -207,6 +200,9 @@ class EmbeddedStack:
             "tls": {"caBundle": str(paths["certificate"])},
         }
         write_private(paths["client"], json.dumps(client, indent=2) + "\n")
+        # Libraries (SQLite's -wal/-shm, the model writer) create files under the umask; everything in
+        # the data directory is the owner's alone.
+        secure_tree(data, quiet=True)
         return RunningStack(
             endpoint=proxy.url,
             auth_url=auth_url,

@@ -35,6 +35,7 @@ from cube_stack.auth.models import (
     UserStatus,
 )
 from cube_stack.auth.settings import AuthSettings
+from cube_stack.private_files import create_private_file
 
 _PG_KEY_LOCK = 0x63756265_6B657973  # "cubekeys": serialises first-start key generation across replicas
 PAT_TOUCH_INTERVAL = timedelta(minutes=1)  # last_used_at is written at most this often per PAT
@@ -103,7 +104,9 @@ def create_engine(settings: AuthSettings) -> AsyncEngine:
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[1] if ":///" in url else ""
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # SQLite creates the file (and later its -wal and -shm, with the same mode) under the umask:
+            # 0644 by default, readable by every local user. Create it 0600 in a 0700 directory first.
+            create_private_file(Path(path))
         engine = create_async_engine(url, hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _sqlite_connect_hook(settings.sqlite_synchronous))
         event.listen(engine.sync_engine, "begin", _sqlite_begin)

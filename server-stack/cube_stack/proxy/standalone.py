@@ -27,6 +27,7 @@ from pathlib import Path
 
 from cube_lsp.errors import CubeError
 from cube_stack.agent import Agent, SimulatedOptions, SimulatedProvider, select_provider
+from cube_stack.private_files import write_private
 from cube_stack.proxy.app import create_proxy_app
 from cube_stack.proxy.authclient import AuthClient, HttpAuthClient
 from cube_stack.proxy.server import ProxyServer
@@ -79,7 +80,7 @@ def write_simulated_policy(agent: Agent | None, path: Path) -> bool:
     provider = agent.provider if agent is not None else None
     if not isinstance(provider, SimulatedProvider):
         return False
-    path.write_text(json.dumps(provider.client_policy(), indent=2) + "\n", encoding="utf-8")
+    write_private(path, json.dumps(provider.client_policy(), indent=2) + "\n")
     return True
 
 
