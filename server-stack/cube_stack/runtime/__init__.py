@@ -24,6 +24,7 @@ from cube_stack.runtime.errors import (
     PromptTooLongError,
     RuntimeSettingsError,
     RuntimeUnavailableError,
+    UnpairedSurrogateError,
 )
 from cube_stack.runtime.llama import GenerationReport
 from cube_stack.runtime.registry import ModelRegistry
@@ -51,6 +52,7 @@ __all__ = [
     "RuntimeInfo",
     "RuntimeSettingsError",
     "RuntimeUnavailableError",
+    "UnpairedSurrogateError",
     "create_runtime_app",
     "embedded_default_settings",
     "write_demo_model",

@@ -7,6 +7,8 @@ Starlette cancels the streaming task and the generation stops; non-streaming req
 disconnect themselves. Errors are raised as :mod:`cube_stack.runtime.errors` classes and rendered once,
 in :func:`_render_error`: ``{"error": message, "code": code}`` on ``/api/*`` (what Ollama clients read),
 ``{"error": {"message", "type", "code"}}`` on ``/v1/*``. No prompt or completion text is logged.
+Every body is decoded and checked in one place, :func:`_read_json` (lone UTF-16 surrogates are a 400).
+Paths match exactly: a trailing slash is a 404, never a redirect built from the ``Host`` header.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from cube_stack.runtime.requests import (
     parse_openai_chat,
     parse_openai_completion,
     parse_openai_embeddings,
+    reject_unpaired_surrogates,
     require_object,
 )
 
@@ -54,7 +57,7 @@ NDJSON = "application/x-ndjson"
 def create_runtime_app(registry: ModelRegistry, *, lifespan: Lifespan[Starlette] | None = None) -> Starlette:
     """Return the Starlette app serving ``registry``'s models over the Ollama and OpenAI APIs."""
     routes = _Routes(registry)
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", routes.root, methods=["GET", "HEAD"]),
             Route("/health", routes.health, methods=["GET"]),
@@ -73,6 +76,8 @@ def create_runtime_app(registry: ModelRegistry, *, lifespan: Lifespan[Starlette]
         exception_handlers={ModelRuntimeError: _render_error, Exception: _render_unexpected},
         lifespan=lifespan,
     )
+    app.router.redirect_slashes = False  # Starlette would answer /api/tags/ with 307 to http://{Host}/...
+    return app
 
 
 class _Routes:
@@ -284,9 +289,13 @@ async def _read_json(request: Request) -> Any:
             "the client left before sending its request", code="runtime.client_gone"
         ) from exc
     try:
-        return json.loads(b"".join(chunks))
+        body = json.loads(b"".join(chunks))
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequestError("the request body is not valid JSON") from exc
+    except RecursionError as exc:
+        raise BadRequestError("the request body nests too deeply") from exc
+    reject_unpaired_surrogates(body)  # the one place every route's JSON passes through
+    return body
 
 
 def _ollama_head(model: str) -> dict[str, Any]:

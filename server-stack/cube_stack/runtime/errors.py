@@ -7,6 +7,7 @@ maps it to Ollama's ``{"error": message}`` (plus our stable ``code``) or, on ``/
     CubeError (cube_lsp.errors)
     └── ModelRuntimeError            runtime.error                 500
         ├── BadRequestError          runtime.bad_request           400
+        │   └── UnpairedSurrogateError  runtime.unpaired_surrogate  400
         ├── CapabilityError          runtime.capability_missing    400
         ├── PromptTooLongError       runtime.prompt_too_long       400
         ├── ModelNotFoundError       runtime.model_not_found       404
@@ -35,6 +36,16 @@ class BadRequestError(ModelRuntimeError):
 
     code = "runtime.bad_request"
     status = 400
+
+
+class UnpairedSurrogateError(BadRequestError):
+    r"""A JSON string holds a lone UTF-16 surrogate (``"\ud800"``), which is no character at all (400)."""
+
+    code = "runtime.unpaired_surrogate"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field  # where it is: "prompt", "messages[1].content", or the path of a bad field name
 
 
 class CapabilityError(ModelRuntimeError):

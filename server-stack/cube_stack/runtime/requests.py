@@ -1,8 +1,13 @@
-"""Parse and validate the JSON bodies of the Ollama and OpenAI routes into frozen request objects.
+r"""Parse and validate the JSON bodies of the Ollama and OpenAI routes into frozen request objects.
 
 Bridges wire formats and the model host: every field is type-checked here, with a 400
 (:class:`BadRequestError`) naming the field, so the inference code only ever sees valid values.
 Unknown fields are ignored, as Ollama and the OpenAI servers do. Pure: no I/O.
+
+Before any route parses a body, :func:`reject_unpaired_surrogates` checks every string of the decoded
+JSON, keys and nested values alike (:mod:`cube_stack.json_text`): Python's JSON decoder turns an escape
+like ``"\ud800"`` into a lone surrogate, which is no Unicode character and fails the first time the
+text is encoded (tokenizer, chat template, logs) -- far from the parser, as a 500. It is a 400 here.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cube_stack.runtime.errors import BadRequestError
+from cube_stack.json_text import unpaired_surrogate_path
+from cube_stack.runtime.errors import BadRequestError, UnpairedSurrogateError
 from cube_stack.runtime.names import normalize_model_name
 from cube_stack.runtime.prompts import ChatMessage, ChatPrompt, FimPrompt, Prompt, TextPrompt
 
@@ -52,6 +58,15 @@ class EmbedRequest:
     model: str
     inputs: tuple[str, ...]
     truncate: bool = True
+
+
+def reject_unpaired_surrogates(body: Any) -> None:
+    """Raise 400 naming the first field (``messages[0].content``) whose key or text holds a lone surrogate."""
+    field = unpaired_surrogate_path(body)
+    if field is not None:
+        raise UnpairedSurrogateError(
+            field, f"field '{field}' holds an unpaired UTF-16 surrogate, which is not text"
+        )
 
 
 def require_object(body: Any) -> Mapping[str, Any]:

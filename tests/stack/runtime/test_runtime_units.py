@@ -53,6 +53,7 @@ def test_public_surface() -> None:
         "RuntimeInfo",
         "RuntimeSettingsError",
         "RuntimeUnavailableError",
+        "UnpairedSurrogateError",
         "create_runtime_app",
         "embedded_default_settings",
         "write_demo_model",
