@@ -80,6 +80,9 @@ def create_auth_app(
         },
         lifespan=lifespan,
     )
+    # Exact paths only: Starlette would answer a trailing slash with a 307 whose Location it builds from
+    # the Host header, before any auth; without the redirect it is our JSON 404.
+    app.router.redirect_slashes = False
     app.state.instance_id = new_instance_id()
     if service is not None:
         app.state.auth_service = service

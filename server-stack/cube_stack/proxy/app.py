@@ -154,6 +154,9 @@ def create_proxy_app(
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan,
     )
+    # Exact paths only: Starlette would answer a trailing slash with a 307 whose Location it builds from
+    # the Host header, before any auth. Without the redirect: our JSON RouteNotFoundError, nothing sent on.
+    app.router.redirect_slashes = False
     app.state.settings = settings
     app.state.tls_identity = identity
     app.state.instance_id = instance_id
