@@ -6,7 +6,9 @@ loop, bound to loopback:
 * the SuperMQ-compatible auth service (SQLite under the data directory) with its HTTP API, so the
   SuperMQ user/token/PAT endpoints work as they would in production;
 * a runtime: Ollama at 127.0.0.1:11434 when it answers, otherwise the built-in llama.cpp runtime
-  with the given GGUF models, or the generated RANDOM-WEIGHTS demo model when none is given;
+  with the given GGUF models, or the generated RANDOM-WEIGHTS demo model when none is given; it
+  listens on ``DATA/runtime/runtime.sock`` (0600, directory 0700), on no TCP port, so only the proxy
+  reaches it;
 * the proxy over TLS, with a key made at start, and the SIMULATED attestation agent bound to it
   (there is no SEV-SNP hardware on a laptop; the client accepts the simulated root only because
   the policy written here names it, and says SIMULATED everywhere);
@@ -52,6 +54,7 @@ from cube_stack.runtime import (
     BuiltinSettings,
     OllamaRuntime,
     Runtime,
+    default_socket_path,
     embedded_default_settings,
 )
 
@@ -256,7 +259,12 @@ class EmbeddedStack:
         if opts.models:
             models = {path.stem: path for path in opts.models}
             embedders = {Path(opts.embed_model).name: Path(opts.embed_model)} if opts.embed_model else {}
-            settings = BuiltinSettings(models=models, embedders=embedders, minilm=not opts.embed_model)
+            settings = BuiltinSettings(
+                models=models,
+                embedders=embedders,
+                minilm=not opts.embed_model,
+                socket_path=default_socket_path(opts.data_dir),  # no TCP port: only the proxy reaches it
+            )
             completion = next(iter(models))
         else:
             settings = embedded_default_settings(opts.data_dir)

@@ -32,6 +32,7 @@ from cube_stack.proxy.middleware import audit_record, read_body
 from cube_stack.proxy.routes import ProxyRoute
 from cube_stack.proxy.settings import ProxySettings
 from cube_stack.proxy.upstream import RuntimeClient, UpstreamError, UpstreamResponse
+from cube_stack.unix_socket import unix_socket_path
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,11 @@ class ForwardEndpoint:
     ) -> None:
         base = settings.ollama_url if route.api == "ollama" else settings.effective_openai_url
         self.route = route
-        self.url = base.rstrip("/") + route.suffix
+        # A runtime on a Unix socket (unix:/path, validated in the settings) is asked for the route's
+        # path on the socket; the host name only fills the Host header.
+        self.socket_path = unix_socket_path(base)
+        self.url = ("http://localhost" if self.socket_path else base.rstrip("/")) + route.suffix
+        self.target = base if self.socket_path else self.url  # for logs
         self.settings = settings
         self.client = client
         self.metrics = metrics
@@ -148,7 +153,9 @@ class ForwardEndpoint:
         try:
             async with asyncio.timeout(self.settings.first_byte_timeout):
                 # The route's fixed path: the client's query string is not forwarded.
-                response = await self.client.send(scope["method"], self.url, headers, body)
+                response = await self.client.send(
+                    scope["method"], self.url, headers, body, socket_path=self.socket_path
+                )
         except TimeoutError:
             raise RuntimeTimeoutError(
                 f"the model runtime did not answer within {self.settings.first_byte_timeout:g} s"
@@ -160,7 +167,7 @@ class ForwardEndpoint:
                     f"the model runtime did not accept a connection within {limit:g} s"
                 ) from None
             if exc.kind == "connect_refused":
-                log.warning("proxy.runtime_unreachable url=%s", self.url, extra={"event": "proxy.runtime"})
+                log.warning("proxy.runtime_unreachable url=%s", self.target, extra={"event": "proxy.runtime"})
                 raise RuntimeUnavailableError(
                     "the model runtime is not reachable (connection refused); is it running?"
                 ) from None

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from cube_stack.proxy.errors import ProxySettingsError
+from cube_stack.unix_socket import unix_socket_path
 
 ENV_PREFIX = "CUBE_PROXY_"
 ATTESTATION_MODES = ("auto", "configfs-tsm", "sev-guest", "simulated", "none")
@@ -27,6 +28,16 @@ def _check_url(name: str, value: str) -> None:
         raise ProxySettingsError(name, f"expected an http:// or https:// URL, got {value!r}")
     if parts.query or parts.fragment:
         raise ProxySettingsError(name, "the URL must not have a query string or fragment")
+
+
+def _check_runtime_url(name: str, value: str) -> None:
+    """Accept an http(s) URL or ``unix:/absolute/path.sock`` (the runtime on a Unix socket)."""
+    try:
+        if unix_socket_path(value) is not None:
+            return
+    except ValueError as exc:
+        raise ProxySettingsError(name, str(exc)) from None
+    _check_url(name, value)
 
 
 @dataclass(frozen=True)
@@ -46,8 +57,8 @@ class ProxySettings:
     jwks_min_refresh_interval: float = 30.0  # least seconds between refetches caused by an unknown kid
     decision_ttl: float = 30.0  # seconds an allow decision is cached (and survives an auth outage)
     decision_cache_size: int = 10_000  # cached decisions kept (least recently used dropped first)
-    ollama_url: str = "http://127.0.0.1:11434"  # runtime base URL for /{domain}/api/* (Ollama wire format)
-    openai_url: str = ""  # runtime base URL for /{domain}/v1/* (OpenAI format); unset: ollama_url
+    ollama_url: str = "http://127.0.0.1:11434"  # runtime for /{domain}/api/* (Ollama): http(s) or unix:/path
+    openai_url: str = ""  # runtime for /{domain}/v1/* (OpenAI): http(s) or unix:/path; unset: ollama_url
     auth_grpc: str = ""  # host:port of auth.v1.AuthService: PATs and permissions over gRPC; unset: HTTP
     # Which SEV-SNP interface answers POST /{domain}/attestation. auto: configfs-tsm, else /dev/sev-guest,
     # and refuse to start when neither works; simulated: dev only, NOT a CVM; none: the route answers 501.
@@ -74,9 +85,9 @@ class ProxySettings:
 
     def __post_init__(self) -> None:
         _check_url("auth_url", self.auth_url)
-        _check_url("ollama_url", self.ollama_url)
+        _check_runtime_url("ollama_url", self.ollama_url)
         if self.openai_url:
-            _check_url("openai_url", self.openai_url)
+            _check_runtime_url("openai_url", self.openai_url)
         if not 0 <= self.port <= 65535:
             raise ProxySettingsError("port", f"expected 0..65535, got {self.port}")
         for name in (

@@ -5,9 +5,11 @@ httpcore's connection pool (it re-checks every pooled connection's socket on eve
 anyio) and its pure-Python HTTP parser. aiohttp's pool and C parser make that hop cheap. The client
 side of cube-lsp keeps httpx: there the attested transport needs httpcore's network-backend seam.
 
-:class:`RuntimeClient` opens its session lazily inside the running loop (aiohttp requires that) and
+:class:`RuntimeClient` opens its sessions lazily inside the running loop (aiohttp requires that) and
 hands out :class:`UpstreamResponse` objects with the few members the forwarding code uses. aiohttp
-errors are translated here, once, into :class:`UpstreamError` kinds.
+errors are translated here, once, into :class:`UpstreamError` kinds. A runtime on a Unix socket
+(``unix:/path`` in the settings; the built-in runtime of ``cube-stack up``) gets a session of its own
+over ``aiohttp.UnixConnector``; TCP runtimes share one pool.
 """
 
 from __future__ import annotations
@@ -72,15 +74,21 @@ class RuntimeClient:
 
     def __init__(self, settings: ProxySettings) -> None:
         self._settings = settings
-        self._session: aiohttp.ClientSession | None = None
+        self._sessions: dict[str | None, aiohttp.ClientSession] = {}  # by Unix socket path; None: TCP
 
-    def _open_session(self) -> aiohttp.ClientSession:
+    def _open_session(self, socket_path: str | None) -> aiohttp.ClientSession:
         settings = self._settings
-        connector = aiohttp.TCPConnector(
-            limit=settings.max_upstream_connections,
-            keepalive_timeout=60,
-            enable_cleanup_closed=False,
-        )
+        connector: aiohttp.BaseConnector
+        if socket_path is None:
+            connector = aiohttp.TCPConnector(
+                limit=settings.max_upstream_connections,
+                keepalive_timeout=60,
+                enable_cleanup_closed=False,
+            )
+        else:
+            connector = aiohttp.UnixConnector(
+                path=socket_path, limit=settings.max_upstream_connections, keepalive_timeout=60
+            )
         return aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout),
@@ -90,13 +98,20 @@ class RuntimeClient:
         )
 
     async def send(
-        self, method: str, url: str, headers: Sequence[tuple[str, str]], body: bytes
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        *,
+        socket_path: str | None = None,
     ) -> UpstreamResponse:
-        """Send a request; return once the response headers arrived."""
-        if self._session is None:
-            self._session = self._open_session()
+        """Send a request (over the Unix socket at ``socket_path`` when given); return at the headers."""
+        session = self._sessions.get(socket_path)
+        if session is None:
+            session = self._sessions[socket_path] = self._open_session(socket_path)
         try:
-            response = await self._session.request(
+            response = await session.request(
                 method, url, headers=list(headers), data=body, allow_redirects=False
             )
         except aiohttp.ConnectionTimeoutError as exc:
@@ -109,6 +124,6 @@ class RuntimeClient:
 
     async def aclose(self) -> None:
         """Close every pooled connection."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()

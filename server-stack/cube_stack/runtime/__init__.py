@@ -11,7 +11,12 @@ only when a model is loaded.
 
 from cube_stack.runtime.app import create_runtime_app
 from cube_stack.runtime.base import Api, Runtime, RuntimeInfo
-from cube_stack.runtime.builtin import BuiltinRuntime, BuiltinSettings, embedded_default_settings
+from cube_stack.runtime.builtin import (
+    BuiltinRuntime,
+    BuiltinSettings,
+    default_socket_path,
+    embedded_default_settings,
+)
 from cube_stack.runtime.demo_model import DEMO_MODEL_NAME, write_demo_model
 from cube_stack.runtime.embeddings import MINILM_NAME
 from cube_stack.runtime.errors import (
@@ -24,6 +29,8 @@ from cube_stack.runtime.errors import (
     PromptTooLongError,
     RuntimeSettingsError,
     RuntimeUnavailableError,
+    SocketInUseError,
+    SocketPathTooLongError,
     UnpairedSurrogateError,
 )
 from cube_stack.runtime.llama import GenerationReport
@@ -52,8 +59,11 @@ __all__ = [
     "RuntimeInfo",
     "RuntimeSettingsError",
     "RuntimeUnavailableError",
+    "SocketInUseError",
+    "SocketPathTooLongError",
     "UnpairedSurrogateError",
     "create_runtime_app",
+    "default_socket_path",
     "embedded_default_settings",
     "write_demo_model",
 ]

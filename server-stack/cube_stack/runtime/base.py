@@ -4,9 +4,10 @@ Bridges ``cube-stack up`` and the proxy on one side and the backends on the othe
 Ollama (:class:`~cube_stack.runtime.remote.OllamaRuntime`), an OpenAI-compatible server such as
 vLLM or ``llama-server`` (:class:`~cube_stack.runtime.remote.OpenAICompatibleRuntime`), or our own
 llama.cpp server (:class:`~cube_stack.runtime.builtin.BuiltinRuntime`). A runtime is a base URL
-speaking the Ollama API (``/api/generate|chat|embed|embeddings|tags|show``) and/or the OpenAI API
-(``/v1/completions|chat/completions|embeddings|models``), a health probe, and start/stop for the
-runtimes we run ourselves (no-ops for the remote ones).
+(``http(s)://host:port``, or ``unix:/path/runtime.sock`` for a Unix socket, see
+:mod:`cube_stack.unix_socket`) speaking the Ollama API (``/api/generate|chat|embed|embeddings|tags|show``)
+and/or the OpenAI API (``/v1/completions|chat/completions|embeddings|models``), a health probe, and
+start/stop for the runtimes we run ourselves (no-ops for the remote ones).
 """
 
 from __future__ import annotations
@@ -32,12 +33,12 @@ class RuntimeInfo:
     """How to reach a runtime: what ``cube-stack up`` prints and the proxy routes to."""
 
     kind: str  # "ollama", "openai" or "builtin"
-    base_url: str  # no trailing slash; the API paths are appended to it
+    base_url: str  # http(s) (no trailing slash; API paths are appended) or unix:/path (paths go over it)
     apis: frozenset[Api]
 
 
 class Runtime(abc.ABC):
-    """A model backend reachable over HTTP at :attr:`base_url`."""
+    """A model backend reachable over HTTP at :attr:`base_url` (TCP, or a Unix socket)."""
 
     kind: ClassVar[str]
     apis: ClassVar[frozenset[Api]]
@@ -45,7 +46,7 @@ class Runtime(abc.ABC):
     @property
     @abc.abstractmethod
     def base_url(self) -> str:
-        """Return the URL the API paths are appended to (no trailing slash)."""
+        """Return the http(s) URL the API paths are appended to (no trailing slash), or ``unix:/path``."""
 
     @abc.abstractmethod
     async def probe(self, seconds: float = 1.0) -> bool:

@@ -1,17 +1,23 @@
 """The built-in runtime: our own llama.cpp server, for when no Ollama or vLLM is there.
 
 Bridges :class:`BuiltinSettings` (which GGUF files and embedding models to serve, where to listen) and
-a running uvicorn serving :func:`~cube_stack.runtime.app.create_runtime_app` on 127.0.0.1. Models are
-loaded from the configured files at :meth:`BuiltinRuntime.start` — never downloaded. The listening
-socket is bound before uvicorn starts, so port 0 works and :attr:`BuiltinRuntime.base_url` is known
-at once; ``start`` returns when the app's lifespan has started.
+a running uvicorn serving :func:`~cube_stack.runtime.app.create_runtime_app`. Models are loaded from
+the configured files at :meth:`BuiltinRuntime.start` — never downloaded. The listening socket is bound
+before uvicorn starts, so port 0 works and :attr:`BuiltinRuntime.base_url` is known at once; ``start``
+returns when the app's lifespan has started.
+
+Where it listens: with ``socket_path`` set (what ``cube-stack up`` does), on a Unix socket of mode 0600
+in a 0700 directory (:mod:`cube_stack.unix_socket`), so only its owner -- the proxy -- can generate
+through it; no other local process can skip the proxy's auth, rate limits and audit. We bind that
+socket ourselves: uvicorn's own ``uds=`` makes the file 0666. Without ``socket_path`` it listens on
+TCP ``host:port`` (loopback by default), for tests and hosts that run the runtime apart from the proxy.
 
 Use::
 
-    runtime = BuiltinRuntime(BuiltinSettings(models={"cube-demo:random": path}, port=0))
+    runtime = BuiltinRuntime(BuiltinSettings(models={"cube-demo:random": path}, socket_path=sock))
     await runtime.start()          # loads the models, starts serving
-    runtime.base_url               # http://127.0.0.1:<port>
-    await runtime.stop()           # cancels generations, stops uvicorn, frees the models
+    runtime.base_url               # unix:/.../runtime.sock (or http://127.0.0.1:<port> on TCP)
+    await runtime.stop()           # cancels generations, stops uvicorn, frees the models, removes the file
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -34,10 +41,23 @@ from cube_stack.runtime.app import create_runtime_app
 from cube_stack.runtime.base import Api, Runtime
 from cube_stack.runtime.demo_model import DEMO_MODEL_FILE, DEMO_MODEL_NAME, write_demo_model
 from cube_stack.runtime.embeddings import MINILM_NAME, SentenceEmbedder, load_minilm
-from cube_stack.runtime.errors import RuntimeSettingsError, RuntimeUnavailableError
+from cube_stack.runtime.errors import (
+    RuntimeSettingsError,
+    RuntimeUnavailableError,
+    SocketInUseError,
+    SocketPathTooLongError,
+)
 from cube_stack.runtime.llama import LlamaModel
 from cube_stack.runtime.names import normalize_model_name
 from cube_stack.runtime.registry import GenerationObserver, ModelRegistry
+from cube_stack.unix_socket import (
+    MAX_PATH_BYTES,
+    UnixListener,
+    bind_private_unix,
+    socket_path_problem,
+    unix_url,
+)
+from cube_stack.unix_socket import SocketInUseError as _SocketBusy
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +69,10 @@ class BuiltinSettings:
     models: Mapping[str, Path] = field(default_factory=dict)  # GGUF files by model name (name[:tag])
     embedders: Mapping[str, Path] = field(default_factory=dict)  # sentence-transformers directories by name
     minilm: bool = False  # also serve the packaged all-MiniLM-L6-v2 as ``all-minilm:l6-v2``
-    host: str = "127.0.0.1"  # loopback: the proxy in the same CVM is the only client
-    port: int = 0  # 0: pick a free port (read it from BuiltinRuntime.base_url)
+    # Listen on this Unix socket (0600, its directory 0700) instead of TCP; unset: TCP on host:port.
+    socket_path: Path | None = None
+    host: str = "127.0.0.1"  # TCP only: loopback, the proxy in the same CVM is the only client
+    port: int = 0  # TCP only; 0: pick a free port (read it from BuiltinRuntime.base_url)
     n_ctx: int = 4096  # context window per GGUF model, in tokens
     n_threads: int | None = (
         None  # llama.cpp and torch threads; unset: the libraries' defaults (the core count)
@@ -69,24 +91,42 @@ class BuiltinSettings:
             raise RuntimeSettingsError("models", "configure at least one model")
         if not 0 <= self.port <= 65535:
             raise RuntimeSettingsError("port", f"{self.port} is not a TCP port")
+        if self.socket_path is not None:
+            path = Path(self.socket_path).absolute()  # the URL the proxy is given must not depend on its cwd
+            object.__setattr__(self, "socket_path", path)
+            problem = socket_path_problem(str(path))
+            if problem is not None and len(os.fsencode(str(path))) > MAX_PATH_BYTES:
+                raise SocketPathTooLongError(problem)
+            if problem is not None:
+                raise RuntimeSettingsError("socket_path", problem)
         if self.n_ctx < 64:
             raise RuntimeSettingsError("n_ctx", f"{self.n_ctx} is below the minimum of 64 tokens")
         if self.n_threads is not None and self.n_threads < 1:
             raise RuntimeSettingsError("n_threads", f"{self.n_threads} must be at least 1")
 
 
-def embedded_default_settings(data_dir: Path, *, port: int = 0, minilm: bool = True) -> BuiltinSettings:
+def default_socket_path(data_dir: Path) -> Path:
+    """Return where ``cube-stack up`` puts the built-in runtime's socket: ``DATA/runtime/runtime.sock``."""
+    return data_dir / "runtime" / "runtime.sock"
+
+
+def embedded_default_settings(data_dir: Path, *, minilm: bool = True) -> BuiltinSettings:
     """Return the settings of ``cube-stack up`` without Ollama: the RANDOM-WEIGHTS demo model (+ MiniLM)."""
     path = data_dir / "models" / DEMO_MODEL_FILE
     if not path.is_file():
         write_demo_model(path)
     # One thread: the demo model is so small that a second OpenMP thread costs more than it computes
     # (measured ~3000 tokens/s with one thread, a few hundred with two on a busy 2-core machine).
-    return BuiltinSettings(models={DEMO_MODEL_NAME: path}, minilm=minilm, port=port, n_threads=1)
+    return BuiltinSettings(
+        models={DEMO_MODEL_NAME: path},
+        minilm=minilm,
+        socket_path=default_socket_path(data_dir),
+        n_threads=1,
+    )
 
 
 class BuiltinRuntime(Runtime):
-    """llama.cpp (and MiniLM) behind the Ollama and OpenAI APIs, served by uvicorn on loopback."""
+    """llama.cpp (and MiniLM) behind the Ollama and OpenAI APIs, served by uvicorn on a private socket."""
 
     kind = "builtin"
     apis = frozenset({Api.OLLAMA, Api.OPENAI})
@@ -96,15 +136,15 @@ class BuiltinRuntime(Runtime):
         self.registry = ModelRegistry(observer=observer)
         self._server: uvicorn.Server | None = None
         self._serving: asyncio.Task[None] | None = None
-        self._socket: socket.socket | None = None
-        self._port: int | None = None
+        self._socket: socket.socket | UnixListener | None = None
+        self._base_url: str | None = None
 
     @property
     def base_url(self) -> str:
-        """Return ``http://127.0.0.1:<port>``; raises if the runtime is not started."""
-        if self._port is None:
+        """Return ``unix:/path/runtime.sock`` or ``http://127.0.0.1:<port>``; raises if not started."""
+        if self._base_url is None:
             raise RuntimeUnavailableError("the built-in runtime is not started")
-        return f"http://{self.settings.host}:{self._port}"
+        return self._base_url
 
     async def start(self) -> None:
         """Load every configured model, then serve; returns once the app is up."""
@@ -123,10 +163,11 @@ class BuiltinRuntime(Runtime):
             yield
 
         try:
-            sock = _bind(self.settings.host, self.settings.port)
+            listener = _listen(self.settings)
         except BaseException:
             await asyncio.to_thread(self.registry.close)
             raise
+        sock = listener.sock if isinstance(listener, UnixListener) else listener
         config = uvicorn.Config(
             create_runtime_app(self.registry, lifespan=lifespan),
             lifespan="on",
@@ -135,8 +176,8 @@ class BuiltinRuntime(Runtime):
             timeout_graceful_shutdown=5,
         )
         self._server = _EmbeddedServer(config)
-        self._socket = sock
-        self._port = sock.getsockname()[1]
+        self._socket = listener
+        self._base_url = _url_of(listener, self.settings.host)
         self._serving = asyncio.create_task(self._server.serve(sockets=[sock]))
         waiter = asyncio.create_task(ready.wait())
         await asyncio.wait({waiter, self._serving}, return_when=asyncio.FIRST_COMPLETED)
@@ -154,18 +195,23 @@ class BuiltinRuntime(Runtime):
             with contextlib.suppress(Exception):
                 await self._serving
         if self._socket is not None:
-            self._socket.close()
+            self._socket.close()  # a Unix socket's file goes with it
         await asyncio.to_thread(self.registry.close)
         self._server = self._serving = self._socket = None
-        self._port = None
+        self._base_url = None
 
     async def probe(self, seconds: float = 1.0) -> bool:
         """Return whether the running app answers ``/api/tags`` within ``seconds``."""
-        if self._port is None:
+        if self._socket is None:
             return False
+        if isinstance(self._socket, UnixListener):
+            transport = httpx.AsyncHTTPTransport(uds=str(self._socket.path))
+            url = "http://localhost/api/tags"
+        else:
+            transport, url = None, f"{self.base_url}/api/tags"
         try:
-            async with httpx.AsyncClient(timeout=seconds, trust_env=False) as client:
-                response = await client.get(f"{self.base_url}/api/tags")
+            async with httpx.AsyncClient(transport=transport, timeout=seconds, trust_env=False) as client:
+                response = await client.get(url)
         except httpx.HTTPError:
             return False
         return response.status_code == 200
@@ -189,8 +235,25 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _listen(settings: BuiltinSettings) -> socket.socket | UnixListener:
+    """Bind the listening socket (connections queue there until uvicorn accepts them)."""
+    host, port, path = settings.host, settings.port, settings.socket_path
+    if path is None:
+        try:
+            return bind_tcp(host, port)
+        except OSError as exc:
+            raise RuntimeSettingsError("port", f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     try:
-        return bind_tcp(host, port)  # connections queue here until uvicorn accepts them
-    except OSError as exc:
-        raise RuntimeSettingsError("port", f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+        return bind_private_unix(path)
+    except _SocketBusy as exc:
+        raise SocketInUseError(f"another runtime already serves {path}; stop it first") from exc
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise RuntimeSettingsError("socket_path", f"cannot listen on {path}: {reason}") from exc
+
+
+def _url_of(listener: socket.socket | UnixListener, host: str) -> str:
+    if isinstance(listener, UnixListener):
+        return unix_url(listener.path)
+    port = listener.getsockname()[1]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

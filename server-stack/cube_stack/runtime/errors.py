@@ -14,6 +14,8 @@ maps it to Ollama's ``{"error": message}`` (plus our stable ``code``) or, on ``/
         ├── PayloadTooLargeError     runtime.body_too_large        413
         ├── ModelLoadError           runtime.model_load_failed     (raised at start)
         ├── RuntimeSettingsError     runtime.settings_invalid      (raised at start)
+        │   └── SocketPathTooLongError  runtime.socket_path_too_long  (raised at start)
+        ├── SocketInUseError         runtime.socket_in_use         (raised at start)
         └── RuntimeUnavailableError  runtime.unavailable           503
 
 Codes are stable and tests assert them, never the message text.
@@ -90,6 +92,21 @@ class RuntimeSettingsError(ModelRuntimeError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"runtime setting '{field}': {message}")
         self.field = field
+
+
+class SocketPathTooLongError(RuntimeSettingsError):
+    """The Unix socket path is longer than the 107 bytes a socket address holds (raised at start-up)."""
+
+    code = "runtime.socket_path_too_long"
+
+    def __init__(self, message: str) -> None:
+        super().__init__("socket_path", message)
+
+
+class SocketInUseError(ModelRuntimeError):
+    """Another server already answers on the runtime's Unix socket (raised at start-up)."""
+
+    code = "runtime.socket_in_use"
 
 
 class RuntimeUnavailableError(ModelRuntimeError):

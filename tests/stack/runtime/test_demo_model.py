@@ -111,7 +111,8 @@ def test_embedded_default_settings_generate_the_demo_model_once(tmp_path: Path) 
     settings = embedded_default_settings(tmp_path)
     path = settings.models[DEMO_MODEL_NAME]
     assert path.parent == tmp_path / "models" and path.is_file() and settings.minilm
-    assert settings.host == "127.0.0.1" and settings.port == 0 and settings.n_threads == 1
+    assert settings.socket_path == (tmp_path / "runtime" / "runtime.sock").absolute()  # no TCP port
+    assert settings.n_threads == 1
     stamp = path.stat().st_mtime_ns
     assert (
         embedded_default_settings(tmp_path, minilm=False).models[DEMO_MODEL_NAME].stat().st_mtime_ns == stamp

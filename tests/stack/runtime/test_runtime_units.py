@@ -53,8 +53,11 @@ def test_public_surface() -> None:
         "RuntimeInfo",
         "RuntimeSettingsError",
         "RuntimeUnavailableError",
+        "SocketInUseError",
+        "SocketPathTooLongError",
         "UnpairedSurrogateError",
         "create_runtime_app",
+        "default_socket_path",
         "embedded_default_settings",
         "write_demo_model",
     ]
