@@ -14,7 +14,11 @@ status codes through :attr:`AuthError.grpc_status`::
         ├── ConflictError              auth.conflict       409 / ALREADY_EXISTS
         ├── PayloadTooLargeError       auth.body_too_large 413 / INVALID_ARGUMENT
         ├── UnsupportedMediaTypeError  auth.unsupported_content_type 415 / INVALID_ARGUMENT
-        └── AuthSettingsError          auth.settings_invalid (raised at start, never over HTTP)
+        ├── AuthSettingsError          auth.settings_invalid (raised at start, never over HTTP)
+        └── SigningKeyError            auth.key_dir_permissions, auth.key_file_permissions, auth.key_owner,
+                                       auth.signing_key_missing, auth.signing_key_mismatch,
+                                       auth.signing_key_invalid (at start: the key files are unsafe
+                                       or do not match the database)
 
 Codes are stable and tests assert them, never the message text.
 """
@@ -96,3 +100,17 @@ class AuthSettingsError(AuthError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"auth setting '{field}': {message}")
         self.field = field
+
+
+class SigningKeyError(AuthError):
+    """A signing key file or its directory is unsafe, missing or does not match the database.
+
+    Raised at start, like :class:`AuthSettingsError`; ``path`` names the file or directory at fault and
+    the message says what to run (a ``chmod``) or what to restore.
+    """
+
+    code = "auth.signing_key_invalid"
+
+    def __init__(self, message: str, *, code: str, path: str) -> None:
+        super().__init__(message, code=code)
+        self.path = path

@@ -2,7 +2,8 @@
 
 A :class:`KeyRing` holds the one *active* key (signs new tokens) and the keys that still verify (the
 active one and the previous, *retiring* one), so a rotation never invalidates tokens already issued.
-Private keys live only in memory and in the ``signing_keys`` table; nothing here logs them.
+The ``signing_keys`` table holds each key's kid, state and *public* key, which is all verification
+needs; the private key lives only in memory and in its own file (``keyfiles.py``). Nothing here logs it.
 """
 
 from __future__ import annotations
@@ -68,21 +69,42 @@ def generate_signing_key(state: str = ACTIVE) -> SigningKey:
     )
 
 
-def private_pem(key: SigningKey) -> str:
-    """Serialise the private key as unencrypted PKCS#8 PEM for the database."""
+def private_pem(key: SigningKey) -> bytes:
+    """Serialise the private key as unencrypted PKCS#8 PEM, for its key file."""
     if key.private_key is None:
         raise ValueError("signing key has no private part")
     return key.private_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode("ascii")
+    )
 
 
-def load_signing_key(kid: str, state: str, pem: str) -> SigningKey:
-    """Rebuild a :class:`SigningKey` from its stored PEM."""
-    private_key = serialization.load_pem_private_key(pem.encode("ascii"), password=None)
+def public_signing_key(kid: str, state: str, x: str) -> SigningKey:
+    """Rebuild the public half of a stored key from its JWK ``x``; the kid must be its thumbprint."""
+    try:
+        public_key = Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(x + "=" * (-len(x) % 4)))
+    except ValueError:
+        raise ValueError(f"signing key {kid}: the stored public key is not an Ed25519 key") from None
+    if thumbprint(x) != kid:
+        raise ValueError(f"signing key {kid}: the stored public key does not match its kid")
+    return SigningKey(kid=kid, state=state, public_key=public_key)
+
+
+def load_private_key(pem: bytes) -> Ed25519PrivateKey:
+    """Parse a PKCS#8 PEM Ed25519 private key; raise ``ValueError`` for anything else."""
+    try:
+        private_key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError):
+        raise ValueError("not an unencrypted PEM private key") from None
     if not isinstance(private_key, Ed25519PrivateKey):
-        raise ValueError(f"signing key {kid} is not an Ed25519 key")
-    return SigningKey(kid=kid, state=state, public_key=private_key.public_key(), private_key=private_key)
+        raise ValueError("not an Ed25519 private key")
+    return private_key
+
+
+def with_private(key: SigningKey, private_key: Ed25519PrivateKey) -> SigningKey:
+    """Return ``key`` with its private half; raise ``ValueError`` when the two do not belong together."""
+    if _raw_public(private_key.public_key()) != _raw_public(key.public_key):
+        raise ValueError(f"the private key does not match the public key of {key.kid}")
+    return SigningKey(kid=key.kid, state=key.state, public_key=key.public_key, private_key=private_key)
 
 
 @dataclass(frozen=True)
@@ -94,11 +116,18 @@ class KeyRing:
 
     @classmethod
     def from_keys(cls, keys: list[SigningKey]) -> KeyRing:
-        """Build a ring from stored keys (exactly one active; retired keys are dropped)."""
+        """Build a ring from stored keys (exactly one active; retired keys are dropped).
+
+        The active key carries its private half only when the caller attached it (:func:`with_private`).
+        """
         active = [k for k in keys if k.state == ACTIVE]
         if len(active) != 1:
             raise ValueError(f"expected exactly one active signing key, found {len(active)}")
         return cls(active=active[0], verifiers={k.kid: k for k in keys if k.state in (ACTIVE, RETIRING)})
+
+    def with_active(self, key: SigningKey) -> KeyRing:
+        """Return this ring with ``key`` (the active key, now with its private half) in place."""
+        return KeyRing(active=key, verifiers={**self.verifiers, key.kid: key})
 
     def jwks(self) -> dict[str, Any]:
         """Return the JWKS document: the active key first, then the retiring ones."""

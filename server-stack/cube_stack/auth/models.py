@@ -138,13 +138,18 @@ class PersonalAccessToken:
 
 @dataclass(frozen=True)
 class RefreshSession:
-    """An active refresh token (its ``jti``) with the label given at login."""
+    """An active refresh token (its ``jti``) with the label given at login.
+
+    ``family_id`` names the login it descends from (the first session's id, empty: this one starts a
+    family); every refresh continues the family, and a replayed spent token revokes all of it.
+    """
 
     id: str
     user_id: str
     description: str
     issued_at: datetime
     expires_at: datetime
+    family_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -160,7 +165,9 @@ class Principal:
     """Who made a request: the result of :meth:`AuthService.authenticate`.
 
     ``token_id`` is the PAT id for a PAT and empty for an access token, so gRPC ``AuthNRes.id`` can be
-    filled from it without SuperMQ's "a jti means a PAT" confusion.
+    filled from it without SuperMQ's "a jti means a PAT" confusion. ``session_id`` is the refresh-token
+    family an access token was minted in (its ``sid`` claim; empty for PATs and tokens without one):
+    :meth:`AuthService.authorize` refuses it once the family is revoked.
     """
 
     user_id: str
@@ -169,6 +176,7 @@ class Principal:
     token_type: TokenType
     token_id: str = ""
     scopes: tuple[Scope, ...] = ()
+    session_id: str = ""
 
     @property
     def is_admin(self) -> bool:

@@ -157,6 +157,10 @@ refresh_tokens = Table(
     Column("issued_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime),
+    # The login this session descends from (the first session's id; the access tokens' `sid`). Replaying
+    # a spent refresh token revokes the whole family (migration 3).
+    Column("family_id", String(ID), nullable=False, server_default=""),
+    Index("ix_refresh_tokens_family_id", "family_id"),
 )
 
 signing_keys = Table(
@@ -164,7 +168,9 @@ signing_keys = Table(
     metadata,
     Column("kid", String(64), primary_key=True),  # RFC 7638 thumbprint of the public key
     Column("algorithm", String(16), nullable=False),
-    Column("private_key", Text, nullable=False),  # PKCS#8 PEM; never logged
+    # Always NULL since migration 2: private keys live in files (keyfiles.py). Before, this held the
+    # PKCS#8 PEM; migration 2 retired those keys as exposed and erased the values.
+    Column("private_key", Text),
     Column("public_key", String(64), nullable=False),  # base64url raw Ed25519 public key (JWK "x")
     Column("state", String(16), nullable=False),  # active, retiring (verifies only) or retired
     Column("created_at", UTCDateTime, nullable=False),

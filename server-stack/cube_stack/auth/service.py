@@ -1,7 +1,9 @@
 """The auth core: :class:`AuthService`, pure async methods shared by HTTP, gRPC and the proxy.
 
 ``authenticate(token) -> Principal`` accepts an access JWT or a PAT (never a refresh token);
-``authorize(principal, domain_id, permission)`` returns or raises. Everything else (login, refresh,
+``authorize(principal, domain_id, permission)`` returns or raises. Both read the user from the store:
+a token's subject must name an enabled user, whose role comes from the database, never from the token,
+and an access token's refresh-token family (``sid``) must not be revoked. Everything else (login, refresh,
 users, domains, roles, PATs, key rotation) is here too, so the HTTP handlers only parse and render.
 Time comes from the injected clock; nothing in this module logs a token, password or PAT secret.
 """
@@ -9,6 +11,7 @@ Time comes from the injected clock; nothing in this module logs a token, passwor
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import secrets
@@ -22,7 +25,9 @@ from cube_stack.auth.errors import (
     AuthorizationError,
     MalformedError,
     NotFoundError,
+    SigningKeyError,
 )
+from cube_stack.auth.keyfiles import KeyDirectory
 from cube_stack.auth.keys import KeyRing, SigningKey, generate_signing_key
 from cube_stack.auth.migrations import migrate
 from cube_stack.auth.models import (
@@ -84,19 +89,28 @@ class AuthService:
             parallelism=settings.argon2_parallelism,
         )
         self._password_pattern = re.compile(settings.password_pattern)
+        self.key_files = KeyDirectory(settings.effective_signing_key_dir)
         self._keyring: KeyRing | None = None
         self._keys_loaded_at: datetime | None = None
+        self._private_keys: dict[str, SigningKey] = {}  # kid -> key with its private half, read once
         self._key_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, settings: AuthSettings, *, clock: Clock = utc_now) -> AuthService:
-        """Connect, migrate, make sure a signing key exists and bootstrap the admin user."""
+        """Check the key files, connect, migrate, make sure a signing key exists and bootstrap the admin.
+
+        Refuses to start (:class:`SigningKeyError`) when the key directory or a key file is open to
+        group or others, or when the active key's file is missing or does not match the database.
+        """
+        KeyDirectory(settings.effective_signing_key_dir).prepare()
         store = Store(create_engine(settings))
         try:
             await migrate(store.engine)
             service = cls(settings, store, clock=clock)
-            await store.ensure_active_key(clock())
-            await service.reload_keys()
+            made = await store.ensure_active_key(clock(), service.key_files)
+            if made is not None:
+                _event("auth.key_created", kid=made.kid)
+            await service.reload_keys(strict=True)
             await service._bootstrap_admin()
         except BaseException:
             await store.close()
@@ -133,12 +147,42 @@ class AuthService:
 
     # signing keys
 
-    async def reload_keys(self) -> KeyRing:
-        """Load the active and retiring keys from the database."""
+    async def reload_keys(self, *, strict: bool = False) -> KeyRing:
+        """Load the active and retiring public keys from the database and the active key's file.
+
+        ``strict`` (at start): a missing or wrong key file raises. Later reloads (another replica rotated)
+        keep verifying with the new public keys and log the problem; signing then fails until it is fixed.
+        """
         async with self._key_lock:
-            self._keyring = KeyRing.from_keys(await self.store.load_keys())
+            ring = KeyRing.from_keys(await self.store.load_keys())
+            try:
+                ring = ring.with_active(self._private_key(ring.active))
+            except SigningKeyError as exc:
+                if strict:
+                    raise
+                log.error(
+                    "auth.signing_key_unavailable kid=%s code=%s path=%s",
+                    ring.active.kid,
+                    exc.code,
+                    exc.path,
+                    extra={"event": "auth.signing_key_unavailable", "kid": ring.active.kid, "code": exc.code},
+                )
+            self._keyring = ring
             self._keys_loaded_at = self.now()
             return self._keyring
+
+    def _private_key(self, key: SigningKey) -> SigningKey:
+        cached = self._private_keys.get(key.kid)
+        if cached is None:
+            cached = self.key_files.load(key)
+            self._private_keys[key.kid] = cached
+        return dataclasses.replace(cached, state=key.state)
+
+    async def _signing_key(self) -> SigningKey:
+        ring = await self.keyring()
+        if ring.active.private_key is None:  # only after a failed non-strict reload
+            ring = ring.with_active(self._private_key(ring.active))
+        return ring.active
 
     async def keyring(self) -> KeyRing:
         """Return the current key ring, loading it if needed."""
@@ -159,9 +203,10 @@ class AuthService:
         return key
 
     async def rotate_signing_key(self) -> str:
-        """Make a new active key, keep the previous one verifying, retire older ones; return the kid."""
+        """Make a new active key (in its own file), keep the previous one verifying, retire older ones."""
         key = generate_signing_key()
-        await self.store.rotate_keys(key, self.now())
+        await self.store.rotate_keys(key, self.now(), self.key_files)
+        self._private_keys[key.kid] = key
         await self.reload_keys()
         _event("auth.key_rotated", kid=key.kid)
         return key.kid
@@ -188,8 +233,21 @@ class AuthService:
                 "a refresh token cannot be used as a bearer token; use the access token",
                 code="auth.wrong_token_type",
             )
-        return Principal(
-            user_id=claims.subject, role=claims.role, verified=claims.verified, token_type=TokenType.ACCESS
+        user, family_live = await self.store.access_subject(claims.subject, claims.session_id)
+        if user is None:
+            raise AuthenticationError("the token's subject is not a known user", code="auth.unknown_subject")
+        if user.status is not UserStatus.ENABLED:
+            raise AuthenticationError("user is disabled", code="auth.user_disabled")
+        if not family_live:
+            raise AuthenticationError(
+                "this token's session was revoked; log in again", code="auth.session_revoked"
+            )
+        return Principal(  # the role is today's, not the one written into the token
+            user_id=user.id,
+            role=user.role,
+            verified=user.verified_at is not None,
+            token_type=TokenType.ACCESS,
+            session_id=claims.session_id,
         )
 
     async def _authenticate_pat(self, token: str) -> Principal:
@@ -218,8 +276,33 @@ class AuthService:
     # authorization
 
     async def authorize(self, principal: Principal, domain_id: str, permission: str) -> None:
-        """Return if ``principal`` has ``permission`` in ``domain_id``, else raise 403 (404 for admins)."""
+        """Return if ``principal`` has ``permission`` in ``domain_id``, else raise 403 (404 for admins).
+
+        The principal may come from elsewhere (the proxy verified a JWT itself and says who and which
+        role): the user is read again, so a subject that names no user, or a disabled one, is refused
+        before any admin shortcut, the role is the database's, and a revoked ``session_id`` is 401.
+        """
         action = normalize_permission(permission)
+        principal = await self.current(principal)
+        await self._authorize(principal, domain_id, action)
+
+    async def current(self, principal: Principal) -> Principal:
+        """Return ``principal`` with the role the database holds today, or raise if it may not act."""
+        user, family_live = await self.store.access_subject(
+            principal.user_id, "" if principal.is_pat else principal.session_id
+        )
+        if user is None:
+            raise AuthorizationError("the subject is not a known user", code="auth.user_not_found")
+        if user.status is not UserStatus.ENABLED:
+            raise AuthorizationError("user is disabled", code="auth.user_disabled")
+        if not family_live:
+            raise AuthenticationError(
+                "this token's session was revoked; log in again", code="auth.session_revoked"
+            )
+        return dataclasses.replace(principal, role=user.role, verified=user.verified_at is not None)
+
+    async def _authorize(self, principal: Principal, domain_id: str, action: str) -> None:
+        """Decide for a principal already checked against the store (:meth:`current` or authenticate)."""
         domain = await self.store.get_domain(domain_id)
         if principal.is_pat and not scopes_allow(principal.scopes, domain_id, action):
             raise AuthorizationError(
@@ -302,7 +385,9 @@ class AuthService:
             raise NotFoundError("entity not found", code="auth.user_not_found")
         return user
 
-    def _claims(self, user: User, kind: TokenType, now: datetime, expires: datetime, jti: str = "") -> Claims:
+    def _claims(
+        self, user: User, kind: TokenType, now: datetime, expires: datetime, *, jti: str = "", sid: str = ""
+    ) -> Claims:
         return Claims(
             subject=user.id,
             token_type=kind,
@@ -311,19 +396,23 @@ class AuthService:
             issued_at=now,
             expires_at=expires,
             jti=jti,
+            session_id=sid,
         )
 
     async def _token_pair(self, user: User, session: RefreshSession) -> TokenPair:
-        ring = await self.keyring()
+        key = await self._signing_key()
         now = self.now()
         issuer = self.settings.issuer
+        family = session.family_id or session.id
         access = encode_token(
-            ring.active,
+            key,
             issuer=issuer,
-            claims=self._claims(user, TokenType.ACCESS, now, now + self.settings.access_token_ttl),
+            claims=self._claims(
+                user, TokenType.ACCESS, now, now + self.settings.access_token_ttl, sid=family
+            ),
         )
         refresh = encode_token(
-            ring.active,
+            key,
             issuer=issuer,
             claims=self._claims(user, TokenType.REFRESH, now, session.expires_at, jti=session.id),
         )
@@ -348,12 +437,17 @@ class AuthService:
             issued_at=now,
             expires_at=now + self.settings.refresh_token_ttl,
         )
-        await self.store.insert_refresh(session)
+        await self.store.insert_refresh(session)  # a login starts a token family
         _event("auth.login", user_id=user.id, session=session.id)
         return await self._token_pair(user, session)
 
     async def refresh(self, refresh_token: str) -> TokenPair:
-        """Exchange a refresh token for new tokens; the old one is revoked, the session expiry kept."""
+        """Exchange a refresh token for new tokens; the old one is revoked, the session expiry kept.
+
+        A refresh token that was already spent (or revoked) is a replay: someone holds a copy. The whole
+        family of that login is revoked then (OAuth 2.1's advice), so the newest refresh token and the
+        access tokens minted in the family stop working too.
+        """
         if not refresh_token:
             raise missing_token()
         if patmod.looks_like_pat(refresh_token):
@@ -362,12 +456,15 @@ class AuthService:
         if claims.token_type is not TokenType.REFRESH or not claims.jti:
             raise AuthenticationError("expected a refresh token", code="auth.wrong_token_type")
         found = await self.store.get_refresh(claims.jti)
-        if found is None or found[1] is not None or found[0].user_id != claims.subject:
+        if found is None or found[0].user_id != claims.subject:
+            raise AuthenticationError("refresh token is revoked", code="auth.refresh_revoked")
+        old, revoked_at = found
+        if revoked_at is not None:
+            await self._revoke_family(old)
             raise AuthenticationError("refresh token is revoked", code="auth.refresh_revoked")
         user = await self.store.get_user(claims.subject)
         if user is None or user.status is not UserStatus.ENABLED:
             raise AuthenticationError("user is disabled", code="auth.user_disabled")
-        old, _ = found
         now = self.now()
         session = RefreshSession(
             id=str(uuid.uuid4()),
@@ -375,11 +472,24 @@ class AuthService:
             description=old.description,
             issued_at=now,
             expires_at=old.expires_at,  # no sliding renewal, as SuperMQ
+            family_id=old.family_id or old.id,
         )
         if not await self.store.rotate_refresh(old.id, session, now):
+            await self._revoke_family(old)  # spent by a concurrent refresh: a replay all the same
             raise AuthenticationError("refresh token is revoked", code="auth.refresh_revoked")
         _event("auth.refreshed", user_id=user.id, session=session.id)
         return await self._token_pair(user, session)
+
+    async def _revoke_family(self, spent: RefreshSession) -> None:
+        family = spent.family_id or spent.id
+        revoked = await self.store.revoke_family(family, self.now())
+        log.warning(
+            "auth.refresh_replayed user_id=%s family=%s revoked=%s",
+            spent.user_id,
+            family,
+            revoked,
+            extra={"event": "auth.refresh_replayed", "user_id": spent.user_id, "family": family},
+        )
 
     async def revoke_refresh_token(self, principal: Principal, token_id: str) -> None:
         """Revoke one of the caller's refresh tokens by its id (jti)."""
@@ -430,7 +540,8 @@ class AuthService:
         return await self.store.list_domains(member_id=member, status=status, offset=offset, limit=limit)
 
     async def _domain(self, principal: Principal, domain_id: str, permission: str) -> Domain:
-        await self.authorize(principal, domain_id, permission)
+        # The principal came from authenticate in this request: already read from the store.
+        await self._authorize(principal, domain_id, normalize_permission(permission))
         domain = await self.store.get_domain(domain_id)
         if domain is None:  # deleted between the check and the read
             raise NotFoundError("domain not found", code="auth.domain_not_found")

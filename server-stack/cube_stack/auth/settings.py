@@ -37,6 +37,10 @@ class AuthSettings:
     database_url: str = ""
     database_schema: str | None = None  # PostgreSQL schema (search_path); unset: the server's default
     data_dir: Path = field(default_factory=default_data_dir)  # where the embedded SQLite file lives
+    # Directory of the Ed25519 signing keys, one <kid>.pem (PKCS#8, 0600) each; must be 0700. Every
+    # replica signing tokens needs the active key's file (share the directory, e.g. a mounted volume);
+    # the database holds only kid, state and public key. Unset: <data_dir>/keys.
+    signing_key_dir: Path | None = None
     # SQLite PRAGMA synchronous: "full" syncs every commit (a revocation survives power loss);
     # "normal" or "off" are faster and meant for tests and throw-away data.
     sqlite_synchronous: str = "full"
@@ -93,6 +97,11 @@ class AuthSettings:
         """Return the database URL, defaulting to SQLite in the data directory."""
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'auth.db'}"
 
+    @property
+    def effective_signing_key_dir(self) -> Path:
+        """Return the signing key directory, defaulting to ``<data_dir>/keys``."""
+        return self.signing_key_dir if self.signing_key_dir is not None else self.data_dir / "keys"
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: object) -> AuthSettings:
         """Build settings from ``CUBE_AUTH_*`` variables; ``overrides`` win over the environment."""
@@ -125,6 +134,6 @@ def _convert(name: str, kind: object, raw: str) -> object:
             return parse_duration(raw, name)
         except MalformedError:
             raise AuthSettingsError(name, f"expected a duration such as '1h', got {raw!r}") from None
-    if kind == "Path":
-        return Path(raw)
+    if kind in ("Path", "Path | None"):
+        return Path(raw) if raw or kind == "Path" else None
     return raw or None if "None" in kind else raw

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import RowMapping, and_, delete, event, func, insert, or_, select, text, update
+from sqlalchemy import true as sql_true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -23,6 +24,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from cube_stack.auth import keys as keymod
 from cube_stack.auth import schema as t
 from cube_stack.auth.errors import ConflictError
+from cube_stack.auth.keyfiles import KeyDirectory
 from cube_stack.auth.models import (
     Domain,
     DomainStatus,
@@ -661,19 +663,22 @@ class Store:
 
     # refresh sessions
 
+    @staticmethod
+    def _refresh_values(session: RefreshSession) -> dict[str, Any]:
+        return {
+            "id": session.id,
+            "user_id": session.user_id,
+            "description": session.description,
+            "issued_at": session.issued_at,
+            "expires_at": session.expires_at,
+            "revoked_at": None,
+            "family_id": session.family_id or session.id,
+        }
+
     async def insert_refresh(self, session: RefreshSession) -> None:
-        """Record a newly issued refresh token."""
+        """Record a newly issued refresh token (a login: it starts a family unless one is given)."""
         async with self._tx() as conn:
-            await conn.execute(
-                insert(t.refresh_tokens).values(
-                    id=session.id,
-                    user_id=session.user_id,
-                    description=session.description,
-                    issued_at=session.issued_at,
-                    expires_at=session.expires_at,
-                    revoked_at=None,
-                )
-            )
+            await conn.execute(insert(t.refresh_tokens).values(**self._refresh_values(session)))
 
     async def rotate_refresh(self, old_id: str, new: RefreshSession, now: datetime) -> bool:
         """Revoke ``old_id`` and record ``new`` atomically; return False if ``old_id`` was not active."""
@@ -685,17 +690,20 @@ class Store:
             )
             if result.rowcount != 1:
                 return False
-            await conn.execute(
-                insert(t.refresh_tokens).values(
-                    id=new.id,
-                    user_id=new.user_id,
-                    description=new.description,
-                    issued_at=new.issued_at,
-                    expires_at=new.expires_at,
-                    revoked_at=None,
-                )
-            )
+            await conn.execute(insert(t.refresh_tokens).values(**self._refresh_values(new)))
         return True
+
+    async def revoke_family(self, family_id: str, now: datetime) -> int:
+        """Revoke every active session of a token family; return how many were still active."""
+        async with self._tx() as conn:
+            result = await conn.execute(
+                update(t.refresh_tokens)
+                .where(
+                    and_(t.refresh_tokens.c.family_id == family_id, t.refresh_tokens.c.revoked_at.is_(None))
+                )
+                .values(revoked_at=now)
+            )
+        return int(result.rowcount)
 
     async def get_refresh(self, jti: str) -> tuple[RefreshSession, datetime | None] | None:
         """Return a refresh session and its revocation time, if the jti is known."""
@@ -713,8 +721,31 @@ class Store:
             description=row["description"],
             issued_at=row["issued_at"],
             expires_at=row["expires_at"],
+            family_id=row["family_id"],
         )
         return session, row["revoked_at"]
+
+    async def access_subject(self, user_id: str, family_id: str) -> tuple[User | None, bool]:
+        """Return the user an access token names and whether its family (``sid``) still has a live session.
+
+        One query: the user row plus an indexed ``EXISTS`` on the family. A family is live while one of
+        its sessions is unrevoked; an empty ``family_id`` (a token without ``sid``) counts as live.
+        """
+        live: Any = sql_true()
+        if family_id:
+            live = (
+                select(t.refresh_tokens.c.id)
+                .where(
+                    and_(t.refresh_tokens.c.family_id == family_id, t.refresh_tokens.c.revoked_at.is_(None))
+                )
+                .exists()
+            )
+        query = select(t.users, live.label("family_live")).where(t.users.c.id == user_id)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        if row is None:
+            return None, False
+        return _user(row), bool(row["family_live"])
 
     async def revoke_refresh(self, jti: str, user_id: str, now: datetime) -> bool:
         """Revoke a user's refresh token; return whether an active one was found."""
@@ -754,6 +785,7 @@ class Store:
                 description=r["description"],
                 issued_at=r["issued_at"],
                 expires_at=r["expires_at"],
+                family_id=r["family_id"],
             )
             for r in rows
         ]
@@ -761,42 +793,57 @@ class Store:
     # signing keys
 
     async def load_keys(self) -> list[keymod.SigningKey]:
-        """Return the active and retiring signing keys."""
-        query = select(t.signing_keys).where(t.signing_keys.c.state.in_([keymod.ACTIVE, keymod.RETIRING]))
+        """Return the public halves of the active and retiring signing keys (private keys are in files)."""
+        columns = (t.signing_keys.c.kid, t.signing_keys.c.state, t.signing_keys.c.public_key)
+        query = select(*columns).where(t.signing_keys.c.state.in_([keymod.ACTIVE, keymod.RETIRING]))
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        return [keymod.load_signing_key(r["kid"], r["state"], r["private_key"]) for r in rows]
+            rows = (await conn.execute(query)).all()
+        return [keymod.public_signing_key(r.kid, r.state, r.public_key) for r in rows]
 
     async def _lock_keys(self, conn: AsyncConnection) -> None:
         # SQLite: the IMMEDIATE transaction is the lock; PostgreSQL: an advisory lock.
         if conn.dialect.name == "postgresql":
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_KEY_LOCK})
 
-    async def ensure_active_key(self, now: datetime) -> None:
-        """Generate and store an active signing key unless one exists (first start)."""
+    async def ensure_active_key(self, now: datetime, files: KeyDirectory) -> keymod.SigningKey | None:
+        """Make an active signing key unless one exists (first start, or after migration 2); return it.
+
+        Under the key lock, so replicas starting together make one key: the file is written before the
+        row that names it is committed, so whoever sees the row finds the file (in a shared directory).
+        """
         async with self._tx(exclusive=True) as conn:
             await self._lock_keys(conn)
             active = await conn.execute(
                 select(t.signing_keys.c.kid).where(t.signing_keys.c.state == keymod.ACTIVE)
             )
-            if active.first() is None:
-                await self._insert_key(conn, keymod.generate_signing_key(), now)
+            if active.first() is not None:
+                return None
+            key = keymod.generate_signing_key()
+            await self._insert_key(conn, key, now, files)
+        return key
 
-    async def _insert_key(self, conn: AsyncConnection, key: keymod.SigningKey, now: datetime) -> None:
-        await conn.execute(
-            insert(t.signing_keys).values(
-                kid=key.kid,
-                algorithm=keymod.ALGORITHM,
-                private_key=keymod.private_pem(key),
-                public_key=key.x,
-                state=key.state,
-                created_at=now,
-                retired_at=None,
+    async def _insert_key(
+        self, conn: AsyncConnection, key: keymod.SigningKey, now: datetime, files: KeyDirectory
+    ) -> None:
+        files.write(key)
+        try:
+            await conn.execute(
+                insert(t.signing_keys).values(
+                    kid=key.kid,
+                    algorithm=keymod.ALGORITHM,
+                    private_key=None,  # never stored: see keyfiles.py
+                    public_key=key.x,
+                    state=key.state,
+                    created_at=now,
+                    retired_at=None,
+                )
             )
-        )
+        except BaseException:
+            files.remove(key.kid)
+            raise
 
-    async def rotate_keys(self, new_key: keymod.SigningKey, now: datetime) -> None:
-        """Make ``new_key`` active, the active key retiring, and any retiring key retired."""
+    async def rotate_keys(self, new_key: keymod.SigningKey, now: datetime, files: KeyDirectory) -> None:
+        """Make ``new_key`` active (its file written first), the active key retiring, older ones retired."""
         async with self._tx(exclusive=True) as conn:
             await self._lock_keys(conn)
             await conn.execute(
@@ -809,4 +856,4 @@ class Store:
                 .where(t.signing_keys.c.state == keymod.ACTIVE)
                 .values(state=keymod.RETIRING)
             )
-            await self._insert_key(conn, new_key, now)
+            await self._insert_key(conn, new_key, now, files)

@@ -1,7 +1,9 @@
 """SuperMQ-compatible JWTs: EdDSA-signed, ``kid`` in the header, ``iss`` = "supermq.auth".
 
 Claims follow SuperMQ's ``BuildToken``: ``iss``, ``iat``, ``exp``, ``sub`` (user id), ``type`` (0 access,
-1 refresh), ``role`` (1 user, 2 admin), ``verified`` and, for refresh tokens only, ``jti``. Verification
+1 refresh), ``role`` (1 user, 2 admin), ``verified`` and, for refresh tokens only, ``jti``. Ours add
+``sid`` to access tokens: the refresh-token family (login) they were minted in, so revoking the family
+revokes them too (SuperMQ clients ignore unknown claims). Verification
 pins ``algorithms=["EdDSA"]`` and resolves the key by ``kid`` only, so ``alg: none``, HS256 signed with the
 public key bytes and unknown keys all fail; expiry is checked against the injected clock, not PyJWT's.
 """
@@ -34,6 +36,7 @@ class Claims:
     issued_at: datetime
     expires_at: datetime
     jti: str = ""
+    session_id: str = ""  # the `sid` claim: the token family of an access token
 
 
 def _invalid(message: str, code: str = "auth.invalid_token") -> AuthenticationError:
@@ -53,6 +56,8 @@ def encode_token(key: SigningKey, *, issuer: str, claims: Claims) -> str:
     }
     if claims.jti:
         payload["jti"] = claims.jti
+    if claims.session_id:
+        payload["sid"] = claims.session_id
     return jwt.encode(payload, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid})
 
 
@@ -119,6 +124,9 @@ def decode_token(token: str, public_key: Ed25519PublicKey, *, issuer: str, now: 
     jti = payload.get("jti", "")
     if not isinstance(jti, str):
         raise _invalid("token id (jti) is not a string")
+    session_id = payload.get("sid", "")
+    if not isinstance(session_id, str):
+        raise _invalid("token session (sid) is not a string")
     return Claims(
         subject=subject,
         token_type=TokenType(kind),
@@ -127,4 +135,5 @@ def decode_token(token: str, public_key: Ed25519PublicKey, *, issuer: str, now: 
         issued_at=datetime.fromtimestamp(issued, now.tzinfo),
         expires_at=datetime.fromtimestamp(expires, now.tzinfo),
         jti=jti,
+        session_id=session_id,
     )

@@ -10,8 +10,12 @@ locally against it), PAT authentication, and authorization of a subject for a pe
 
       POST /internal/authenticate   {"token": "<pat>"}
         200 {"user_id", "role": "user"|"admin", "verified": bool, "pat_id"}   401 {"message", "code"}
-      POST /internal/authorize      {"user_id", "role", "pat_id", "domain_id", "permission"}
-        204                                                            403/404 {"message", "code"}
+      POST /internal/authorize      {"user_id", "role", "pat_id", "session_id", "domain_id", "permission"}
+        204                                               401/403/404 {"message", "code"}
+
+  ``session_id`` is the access token's ``sid`` claim (its refresh-token family; empty for a PAT): the
+  auth service answers 401 once that family is revoked. ``role`` is informational; the service decides
+  with the role its database holds and refuses a ``user_id`` that names no enabled user.
 
 * :class:`InProcessAuthClient` calls an :class:`~cube_stack.auth.AuthService` in the same process
   (``cube-stack up``), optionally still fetching the JWKS over HTTP.
@@ -47,12 +51,17 @@ _MAX_MESSAGE = 200
 
 @dataclass(frozen=True)
 class Subject:
-    """Who is calling: a user, whether a platform admin, and the PAT used (empty for a JWT)."""
+    """Who is calling: a user, whether a platform admin, and the PAT used (empty for a JWT).
+
+    ``session_id`` is an access JWT's ``sid`` claim (its refresh-token family); the auth service refuses
+    it once the family is revoked.
+    """
 
     user_id: str
     is_admin: bool = False
     verified: bool = False
     pat_id: str = ""
+    session_id: str = ""
     handle: Any = field(default=None, compare=False, repr=False)  # client-private (in-process: Principal)
 
     @property
@@ -153,6 +162,7 @@ class HttpAuthClient:
             "user_id": subject.user_id,
             "role": "admin" if subject.is_admin else "user",
             "pat_id": subject.pat_id,
+            "session_id": subject.session_id,
             "domain_id": domain_id,
             "permission": permission,
         }
@@ -217,7 +227,9 @@ class InProcessAuthClient:
                 role=UserRole.ADMIN if subject.is_admin else UserRole.USER,
                 verified=subject.verified,
                 token_type=TokenType.ACCESS,
+                session_id=subject.session_id,
             )
+        # authorize reads the user again: the role and existence come from the database, not the token.
         await self._guard(self._service.authorize(principal, domain_id, permission))
 
     async def aclose(self) -> None:

@@ -6,6 +6,10 @@ early when a token names an unknown ``kid`` -- at most once per ``min_refresh_in
 cannot turn into a stream of calls. Only Ed25519 JWKs are loaded and only ``alg: EdDSA`` is accepted, so
 ``alg: none`` and HS256 signed with the public key fail before any signature check; ``iss`` must match,
 expiry is checked against the injected clock, and refresh tokens (``type`` 1) are refused.
+
+A valid signature says only that the auth service issued the token once: whether its subject is still
+an enabled user, with which role, and whether its session (``sid``) was revoked is for the auth
+service's authorize call, which gets the session id in the :class:`Subject`.
 """
 
 from __future__ import annotations
@@ -70,10 +74,13 @@ class AccessClaims:
     is_admin: bool
     verified: bool
     expires_at: float
+    session_id: str = ""  # the `sid` claim: the refresh-token family (empty when the token has none)
 
     def to_subject(self) -> Subject:
         """Return the :class:`Subject` these claims describe."""
-        return Subject(user_id=self.subject, is_admin=self.is_admin, verified=self.verified)
+        return Subject(
+            user_id=self.subject, is_admin=self.is_admin, verified=self.verified, session_id=self.session_id
+        )
 
 
 class JwksVerifier:
@@ -191,9 +198,13 @@ class JwksVerifier:
         subject = payload.get("sub")
         if not isinstance(subject, str) or not subject:
             raise _invalid("token subject is missing")
+        session_id = payload.get("sid", "")
+        if not isinstance(session_id, str):
+            raise _invalid("token claim 'sid' must be a string")
         return AccessClaims(
             subject=subject,
             is_admin=payload.get("role") == ADMIN_ROLE,
             verified=payload.get("verified") is True,
             expires_at=float(exp),  # type: ignore[arg-type]
+            session_id=session_id,
         )

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+from starlette.types import ASGIApp
+
+from cube_stack.net import bind_tcp
 
 ADMIN = {"username": "admin", "email": "admin@example.com", "password": "admin-password-1"}
 START = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -87,3 +94,20 @@ def assert_error(response: httpx.Response, status: int, code: str) -> None:
 # Input-validation tables exercise parsing, not storage: run them on SQLite only (overrides the
 # parametrised `backend` fixture by direct parametrisation).
 sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])
+
+
+@contextlib.asynccontextmanager
+async def serve(app: ASGIApp) -> AsyncIterator[str]:
+    """Serve ``app`` with a real uvicorn on 127.0.0.1, port 0, in this loop; yield its base URL."""
+    sock = bind_tcp("127.0.0.1", 0)  # listening now: connections queue until uvicorn accepts them
+    config = uvicorn.Config(
+        app, lifespan="on", access_log=False, log_config=None, timeout_graceful_shutdown=1
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await serving
+        sock.close()

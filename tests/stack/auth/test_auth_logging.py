@@ -11,7 +11,7 @@ from cube_auth_testkit import ADMIN, FakeClock, assert_error, bearer, login, mak
 from sqlalchemy import select
 
 from cube_stack.auth import AuthService, AuthSettings
-from cube_stack.auth.schema import signing_keys, users
+from cube_stack.auth.schema import users
 
 
 @pytest.fixture
@@ -65,17 +65,28 @@ async def test_no_secret_in_any_log_line(
     await client.get(f"/pats/{refreshed['access_token']}", headers=bearer(refreshed["access_token"]))
     await client.get(f"/{erin['access_token']}")
     await service.rotate_signing_key()
+    # a replayed refresh token revokes its family and logs a warning, without the token
+    replay = await client.post("/users/tokens/refresh", headers=refresh_headers)
+    assert_error(replay, 401, "auth.refresh_revoked")
 
     async with service.store.engine.connect() as conn:
         secrets_seen += [r.password_hash for r in await conn.execute(select(users.c.password_hash))]
-        secrets_seen += [r.private_key for r in await conn.execute(select(signing_keys.c.private_key))]
+    key_files = sorted(service.key_files.path.glob("*.pem"))
+    assert len(key_files) == 2  # the first key and the rotated one
+    secrets_seen += [f.read_text() for f in key_files]
     # the PEM body without its armour lines, and each token's signature on its own
     secrets_seen += [s.splitlines()[1] for s in secrets_seen if s.startswith("-----BEGIN")]
     secrets_seen += [s.rsplit(".", 1)[1] for s in secrets_seen if s.count(".") == 2]
 
     assert caplog.records, "the session should have logged something"
     events = {getattr(r, "event", None) for r in caplog.records}
-    assert {"auth.login", "auth.login_failed", "auth.pat_created", "auth.http"} <= events
+    assert {
+        "auth.login",
+        "auth.login_failed",
+        "auth.pat_created",
+        "auth.http",
+        "auth.refresh_replayed",
+    } <= events
     assert any(r.name.startswith("sqlalchemy.engine") for r in caplog.records), "SQL logging was not captured"
     # httpx/httpcore records come from the test's own client (it logs every URL it requests), not the service.
     server_records = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]

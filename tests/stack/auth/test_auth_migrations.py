@@ -39,7 +39,7 @@ async def engine(fresh_database, tmp_path: Path) -> AsyncIterator[AsyncEngine]: 
 
 async def test_migrates_once(engine: AsyncEngine) -> None:
     assert await current_version(engine) == 0
-    assert await migrate(engine) == [1]
+    assert await migrate(engine) == [1, 2, 3]
     assert await current_version(engine) == LATEST_VERSION
     assert await migrate(engine) == []
 
@@ -67,7 +67,7 @@ async def test_concurrent_starts_migrate_once(fresh_database, tmp_path: Path) ->
     finally:
         for e in engines:
             await e.dispose()
-    assert sorted(results) == [[], [], [1]]
+    assert sorted(results) == [[], [], [1, 2, 3]]
 
 
 async def test_concurrent_first_starts_make_one_key(fresh_database, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

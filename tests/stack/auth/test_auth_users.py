@@ -117,11 +117,31 @@ async def test_refresh_issues_new_pair_and_revokes_old(client: httpx.AsyncClient
     assert response.status_code == 201
     pair = response.json()
     assert (await client.get("/users/profile", headers=bearer(pair["access_token"]))).status_code == 200
-    # the old refresh token is now spent
-    assert_error(await client.post("/users/tokens/refresh", headers=headers), 401, "auth.refresh_revoked")
-    # the new one works once
+    # the new one works once, and then it is spent too
     new_headers = bearer(pair["refresh_token"]) | {"Content-Type": "application/json"}
-    assert (await client.post("/users/tokens/refresh", headers=new_headers)).status_code == 201
+    third = await client.post("/users/tokens/refresh", headers=new_headers)
+    assert third.status_code == 201
+    assert (
+        await client.get("/users/profile", headers=bearer(third.json()["access_token"]))
+    ).status_code == 200
+
+
+async def test_replayed_refresh_token_revokes_the_family(client: httpx.AsyncClient, alice: Account) -> None:
+    headers = bearer(alice.refresh_token) | {"Content-Type": "application/json"}
+    pair = (await client.post("/users/tokens/refresh", headers=headers)).json()
+    # the old refresh token is spent: presenting it again is a replay, so the whole login is revoked
+    assert_error(await client.post("/users/tokens/refresh", headers=headers), 401, "auth.refresh_revoked")
+    new_headers = bearer(pair["refresh_token"]) | {"Content-Type": "application/json"}
+    assert_error(await client.post("/users/tokens/refresh", headers=new_headers), 401, "auth.refresh_revoked")
+    assert_error(
+        await client.get("/users/profile", headers=bearer(pair["access_token"])), 401, "auth.session_revoked"
+    )
+    assert_error(
+        await client.get("/users/profile", headers=bearer(alice.access_token)), 401, "auth.session_revoked"
+    )
+    # another login of the same user is another family and keeps working
+    fresh = await login(client, "alice", alice.password)
+    assert (await client.get("/users/profile", headers=bearer(fresh["access_token"]))).status_code == 200
 
 
 async def test_refresh_requires_json_content_type(client: httpx.AsyncClient, alice: Account) -> None:

@@ -125,7 +125,13 @@ def internal_routes(service: AuthService) -> list[Route]:
     async def authorize(request: Request) -> Response:
         body = await request.json()
         role = UserRole.ADMIN if body.get("role") == "admin" else UserRole.USER
-        principal = Principal(user_id=body["user_id"], role=role, verified=True, token_type=TokenType.ACCESS)
+        principal = Principal(
+            user_id=body["user_id"],
+            role=role,
+            verified=True,
+            token_type=TokenType.ACCESS,
+            session_id=str(body.get("session_id") or ""),  # the access token's family: 401 once revoked
+        )
         if body.get("pat_id"):
             found = await service.store.get_pat(body["pat_id"])
             scopes = found[0].scopes if found else ()

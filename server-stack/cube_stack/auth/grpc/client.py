@@ -32,7 +32,7 @@ from cube_stack.auth.errors import (
 )
 from cube_stack.auth.grpc.codegen import Stubs, ensure_generated
 from cube_stack.auth.grpc.errors import AuthServiceUnavailableError
-from cube_stack.auth.grpc.server import ERROR_CODE_KEY
+from cube_stack.auth.grpc.server import ERROR_CODE_KEY, SESSION_ID_KEY
 from cube_stack.auth.grpc.tls import ClientTLS
 from cube_stack.auth.models import Principal, TokenType, UserRole
 from cube_stack.proxy.authclient import Subject, pat_subject
@@ -156,10 +156,16 @@ class GrpcAuthClient:
                 domain=domain_id,
                 operation=permission,
             )
-        await self.authorize_policy(policy, pat)
+        await self.authorize_policy(policy, pat, session_id="" if principal.is_pat else principal.session_id)
 
-    async def authorize_policy(self, policy: PolicyRequest, pat: PatRequest | None = None) -> None:
-        """Ask ``Authorize`` a SuperMQ-shaped question; return if allowed, else raise."""
+    async def authorize_policy(
+        self, policy: PolicyRequest, pat: PatRequest | None = None, *, session_id: str = ""
+    ) -> None:
+        """Ask ``Authorize`` a SuperMQ-shaped question; return if allowed, else raise.
+
+        ``session_id`` (an access token's ``sid``) goes as ``cube-session-id`` metadata, so the service
+        refuses a revoked session; ``auth.v1`` has no field for it.
+        """
         pb2 = self._stubs.auth_pb2
         request = pb2.AuthZReq(
             policy_req=pb2.PolicyReq(
@@ -183,7 +189,10 @@ class GrpcAuthClient:
                     entity_type=pat.entity_type,
                 )
             )
-        reply = await self._call(lambda: self._service().Authorize(request, timeout=self._timeout))
+        metadata = ((SESSION_ID_KEY, session_id),) if session_id else None
+        reply = await self._call(
+            lambda: self._service().Authorize(request, timeout=self._timeout, metadata=metadata)
+        )
         if not reply.authorized:  # SuperMQ denies with a status; a bare "false" is denial all the same
             raise AuthorizationError("the auth service did not authorize", code="auth.forbidden")
 
@@ -254,6 +263,7 @@ class GrpcProxyAuthClient:
                 verified=subject.verified,
                 token_type=TokenType.PAT if subject.is_pat else TokenType.ACCESS,
                 token_id=subject.pat_id,
+                session_id=subject.session_id,
             )
         await _proxy_guard(self._client.authorize(principal, domain_id, permission))
 

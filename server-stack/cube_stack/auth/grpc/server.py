@@ -6,6 +6,11 @@
 the optional ``PATReq`` whose scopes then apply, and answers ``authorized: true`` or a
 ``PERMISSION_DENIED`` status, as SuperMQ does. The user's role comes from the store, never the caller.
 
+``auth.v1`` has no field for an access token's session (its ``sid``: the refresh-token family), and
+none of ``PolicyReq``'s fits without changing what a SuperMQ server would read, so a caller that
+verified a JWT itself sends it as request metadata, :data:`SESSION_ID_KEY`; the service then refuses
+(UNAUTHENTICATED, ``auth.session_revoked``) a session whose family was revoked. SuperMQ ignores the key.
+
 Errors are mapped once, in :meth:`AuthServicer._guard`: an :class:`AuthError` becomes its
 ``grpc_status`` with the message as details and its stable code in the ``cube-error-code`` trailer; a
 store failure becomes ``UNAVAILABLE``. No token is ever logged or echoed.
@@ -13,6 +18,7 @@ store failure becomes ``UNAVAILABLE``. No token is ever logged or echoed.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -32,6 +38,8 @@ from cube_stack.auth.service import AuthService
 log = logging.getLogger(__name__)
 
 ERROR_CODE_KEY = "cube-error-code"  # trailing-metadata key carrying the stable ``auth.*`` code
+SESSION_ID_KEY = "cube-session-id"  # request-metadata key: the access token's `sid` (see the docstring)
+_MAX_SESSION_ID = 64
 DEFAULT_PLATFORM_ID = "supermq"  # the object of platform-admin checks (SuperMQ v0.19.1, as Cube used)
 MAX_MESSAGE_BYTES = 64 * 1024  # a request holds a token and a few ids; refuse anything larger
 _REQUIRED_POLICY_FIELDS = ("subject_type", "subject", "object_type", "object", "permission")
@@ -65,10 +73,10 @@ class AuthServicer:
 
     async def Authorize(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         """Return ``authorized: true``, or abort with PERMISSION_DENIED (or INVALID_ARGUMENT)."""
-        await self._guard(context, "authorize", self._authorize(request))
+        await self._guard(context, "authorize", self._authorize(request, _session_id(context)))
         return self._pb2.AuthZRes(authorized=True)
 
-    async def _authorize(self, request: Any) -> None:
+    async def _authorize(self, request: Any, session_id: str) -> None:
         policy = request.policy_req
         missing = [name for name in _REQUIRED_POLICY_FIELDS if not getattr(policy, name)]
         if missing:
@@ -83,11 +91,15 @@ class AuthServicer:
         if policy.object_type == "domain" and user_id.startswith(f"{policy.object}_"):
             user_id = user_id.removeprefix(f"{policy.object}_")  # Cube's domain-scoped "<domain>_<uid>"
         principal = await self._principal(user_id, pat)
+        if session_id and not principal.is_pat:
+            principal = dataclasses.replace(principal, session_id=session_id)
         if policy.object_type == "domain":
             if pat is not None and pat.domain and pat.domain != policy.object:
                 raise MalformedError("pat_req.domain differs from policy_req.object", code="auth.malformed")
             await self._service.authorize(principal, policy.object, policy.permission)
         elif policy.object_type == "platform":
+            if principal.session_id:  # the domain path checks it inside AuthService.authorize
+                principal = await self._service.current(principal)
             self._authorize_platform(principal, policy)
         else:
             raise MalformedError(
@@ -180,6 +192,14 @@ class GrpcAuthServer:
         """Stop accepting calls, let running ones finish within ``grace`` seconds, and wait."""
         await self.server.stop(grace)
         await self.server.wait_for_termination()
+
+
+def _session_id(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    """Return the ``cube-session-id`` request metadata (empty when absent or implausible)."""
+    for key, value in context.invocation_metadata() or ():
+        if key == SESSION_ID_KEY and isinstance(value, str) and 0 < len(value) <= _MAX_SESSION_ID:
+            return value
+    return ""
 
 
 def _host(host: str) -> str:
