@@ -14,6 +14,7 @@ status codes through :attr:`AuthError.grpc_status`::
         ├── ConflictError              auth.conflict       409 / ALREADY_EXISTS
         ├── PayloadTooLargeError       auth.body_too_large 413 / INVALID_ARGUMENT
         ├── UnsupportedMediaTypeError  auth.unsupported_content_type 415 / INVALID_ARGUMENT
+        ├── TooManyAttemptsError       auth.too_many_attempts 429 / RESOURCE_EXHAUSTED (+ Retry-After)
         ├── AuthSettingsError          auth.settings_invalid (raised at start, never over HTTP)
         └── SigningKeyError            auth.key_dir_permissions, auth.key_file_permissions, auth.key_owner,
                                        auth.signing_key_missing, auth.signing_key_mismatch,
@@ -100,6 +101,18 @@ class AuthSettingsError(AuthError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"auth setting '{field}': {message}")
         self.field = field
+
+
+class TooManyAttemptsError(AuthError):
+    """Too many failed logins for this account or address: retry after ``retry_after`` seconds (429)."""
+
+    code = "auth.too_many_attempts"
+    status = 429
+    grpc_status = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed login attempts; try again in {retry_after} s")
+        self.retry_after = retry_after
 
 
 class SigningKeyError(AuthError):

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cube_stack import body_limit
-from cube_stack.auth.errors import AuthError, MalformedError, PayloadTooLargeError
+from cube_stack.auth.errors import AuthError, MalformedError, PayloadTooLargeError, TooManyAttemptsError
 
 log = logging.getLogger("cube_stack.auth.access")
 
@@ -22,6 +22,8 @@ log = logging.getLogger("cube_stack.auth.access")
 def error_response(error: AuthError) -> JSONResponse:
     """Render an :class:`AuthError` as SuperMQ's ``{"message"}`` body plus our stable ``code``."""
     headers = {"WWW-Authenticate": 'Bearer realm="cube"'} if error.status == 401 else None
+    if isinstance(error, TooManyAttemptsError):
+        headers = {"Retry-After": str(error.retry_after)}
     return JSONResponse(
         {"message": error.message, "code": error.code}, status_code=error.status, headers=headers
     )

@@ -118,7 +118,12 @@ async def profile(request: Request) -> Response:
 async def issue_token(request: Request) -> Response:
     """``POST /users/tokens/issue``: log in, 201 with access and refresh tokens."""
     login = req.parse_login(await read_json(request))
-    pair = await service(request).issue_tokens(login.identity, login.password, login.description)
+    # The peer address as the server saw it; forwarded headers count only if the server was told to
+    # trust the forwarder. Failed logins back off per account and per this address.
+    address = request.client.host if request.client is not None else ""
+    pair = await service(request).issue_tokens(
+        login.identity, login.password, login.description, address=address
+    )
     return _json({"access_token": pair.access_token, "refresh_token": pair.refresh_token}, 201)
 
 

@@ -26,6 +26,7 @@ from cube_stack.auth.errors import (
     MalformedError,
     NotFoundError,
     SigningKeyError,
+    TooManyAttemptsError,
 )
 from cube_stack.auth.keyfiles import KeyDirectory
 from cube_stack.auth.keys import KeyRing, SigningKey, generate_signing_key
@@ -57,6 +58,7 @@ from cube_stack.auth.permissions import (
 from cube_stack.auth.requests import DomainUpdate, NewDomain, NewPat, NewRole, NewUser, ScopeSpec
 from cube_stack.auth.settings import AuthSettings
 from cube_stack.auth.store import Store, create_engine
+from cube_stack.auth.throttle import LoginThrottle
 from cube_stack.auth.tokens import Claims, decode_token, encode_token, read_kid
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,7 @@ class AuthService:
         self._keys_loaded_at: datetime | None = None
         self._private_keys: dict[str, SigningKey] = {}  # kid -> key with its private half, read once
         self._key_lock = asyncio.Lock()
+        self._throttle = LoginThrottle.from_settings(settings, clock)
 
     @classmethod
     async def open(cls, settings: AuthSettings, *, clock: Clock = utc_now) -> AuthService:
@@ -418,13 +421,28 @@ class AuthService:
         )
         return TokenPair(access_token=access, refresh_token=refresh)
 
-    async def issue_tokens(self, identity: str, password: str, description: str = "") -> TokenPair:
-        """Log in with username or email and password; return access and refresh tokens."""
+    async def issue_tokens(
+        self, identity: str, password: str, description: str = "", *, address: str = ""
+    ) -> TokenPair:
+        """Log in with username or email and password; return access and refresh tokens.
+
+        Failed logins back off per account and per client ``address`` (empty: an in-process caller,
+        the account alone counts): past the threshold the attempt is refused with 429 before the
+        password is checked.
+        """
         user = await self.store.find_user(identity)
+        # An unknown identity is throttled like a known one, so the 429 does not reveal which exist.
+        account = f"user:{user.id}" if user is not None else f"name:{identity.lower()}"
+        try:
+            self._throttle.admit(account=account, address=address)
+        except TooManyAttemptsError as exc:
+            _event("auth.login_throttled", retry_after=exc.retry_after)
+            raise
         matches = await self._hasher.verify(user.password_hash if user else None, password)
         if user is None or not matches:
             _event("auth.login_failed", reason="invalid_credentials")
             raise AuthenticationError("invalid credentials", code="auth.invalid_credentials")
+        self._throttle.succeeded(account=account, address=address)
         if user.status is not UserStatus.ENABLED:
             raise AuthenticationError("user is disabled", code="auth.user_disabled")
         now = self.now()

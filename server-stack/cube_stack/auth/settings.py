@@ -57,6 +57,18 @@ class AuthSettings:
     max_body_bytes: int = 64 * 1024  # larger request bodies get 413 before they are read
     key_reload_interval: timedelta = timedelta(seconds=30)  # least time between key reloads on unknown kid
     jwks_max_age: int = 900  # Cache-Control max-age of the JWKS, as SuperMQ
+    # Login back-off, kept in memory per process (each replica counts on its own): after `threshold`
+    # consecutive failed logins for one account (or from one client address) every further attempt is
+    # refused with 429 + Retry-After, without checking the password, for a delay that starts at
+    # `login_backoff_base` and doubles with each further failure up to the cap. A success resets the
+    # account's count. Threshold 0 turns that throttle off.
+    login_backoff_account_threshold: int = 5
+    login_backoff_account_cap: timedelta = timedelta(seconds=60)  # short: a user is never locked out long
+    login_backoff_address_threshold: int = 20
+    login_backoff_address_cap: timedelta = timedelta(minutes=15)
+    login_backoff_base: timedelta = timedelta(seconds=1)  # the first delay after the threshold
+    login_backoff_forget_after: timedelta = timedelta(minutes=15)  # a count idle this long is dropped
+    login_backoff_entries: int = 10_000  # most accounts (and addresses) remembered; least recent go first
     # Bootstrap super admin, created at start when all three are set and the username is free.
     admin_username: str | None = None
     admin_email: str | None = None
@@ -80,6 +92,17 @@ class AuthSettings:
             raise AuthSettingsError("argon2_time_cost", "time cost and parallelism must be at least 1")
         if self.argon2_memory_kib < 8 * self.argon2_parallelism:
             raise AuthSettingsError("argon2_memory_kib", "must be at least 8 KiB per lane")
+        for name in ("login_backoff_account_threshold", "login_backoff_address_threshold"):
+            if getattr(self, name) < 0:
+                raise AuthSettingsError(name, "must be 0 (off) or more")
+        for name in ("login_backoff_base", "login_backoff_forget_after"):
+            if getattr(self, name) <= timedelta(0):
+                raise AuthSettingsError(name, "must be positive")
+        for name in ("login_backoff_account_cap", "login_backoff_address_cap"):
+            if getattr(self, name) < self.login_backoff_base:
+                raise AuthSettingsError(name, "must be at least login_backoff_base")
+        if self.login_backoff_entries < 1:
+            raise AuthSettingsError("login_backoff_entries", "must be at least 1")
         if self.max_body_bytes < 1024:
             raise AuthSettingsError("max_body_bytes", "must be at least 1024")
         try:
