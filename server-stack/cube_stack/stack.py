@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-import uvicorn
 
 from cube_stack.agent.tls import new_tls_identity
 from cube_stack.auth.app import create_auth_app
@@ -57,6 +56,7 @@ from cube_stack.runtime import (
     default_socket_path,
     embedded_default_settings,
 )
+from cube_stack.serving import ConnectionLimits, GuardedServer
 
 log = logging.getLogger("cube_stack")
 
@@ -230,13 +230,15 @@ class EmbeddedStack:
 
     async def _serve_auth(self, service: AuthService) -> str:
         sock = bind_tcp(self.options.host, self.options.auth_port)
-        config = uvicorn.Config(
+        # The auth API behind the same guard as the proxy: handshake/header deadlines, connection caps,
+        # no X-Forwarded-For believed (every client of the embedded stack is on loopback).
+        server = GuardedServer(
             create_auth_app(service.settings, service=service),
+            ConnectionLimits(),
             lifespan="on",
             log_config=None,
             access_log=False,
         )
-        server = uvicorn.Server(config)
         serving = asyncio.create_task(server.serve(sockets=[sock]))
         self._exit.push_async_callback(_stop_uvicorn, server, serving, sock)
         await _wait_started(lambda: server.started, serving)
@@ -312,8 +314,8 @@ async def _wait_started(started: Any, serving: asyncio.Task[None]) -> None:
         await asyncio.sleep(0.01)  # uvicorn offers no start-up event; polling its flag is the API
 
 
-async def _stop_uvicorn(server: uvicorn.Server, serving: asyncio.Task[None], sock: socket.socket) -> None:
-    server.should_exit = True
+async def _stop_uvicorn(server: GuardedServer, serving: asyncio.Task[None], sock: socket.socket) -> None:
+    server.stop()
     with contextlib.suppress(Exception):
         await serving
     sock.close()

@@ -9,6 +9,9 @@ app (not in a process-global registry) lets tests run many apps side by side. La
     cube_proxy_upstream_first_byte_seconds{route}           histogram (runtime response headers)
     cube_proxy_streams_in_flight                            gauge
     cube_proxy_auth_cache_total{result="hit"|"miss"}        counter
+    cube_proxy_connections_open                             gauge   (when served by ProxyServer)
+    cube_proxy_connections_closed_total{reason}             counter (refused or timed out before serving)
+    cube_proxy_accept_errors_total                          counter (EMFILE and the like, backed off)
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from collections.abc import Callable
+
+from cube_stack.serving import CLOSE_REASONS, ServingStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -61,6 +66,7 @@ class ProxyMetrics:
         self._first_byte: dict[str, _Histogram] = {}
         self.streams_in_flight = 0
         self._cache_counts = cache_counts
+        self.connections: ServingStats | None = None  # set by the server that serves the app
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one finished request and its duration."""
@@ -113,7 +119,26 @@ class ProxyMetrics:
                 f'cube_proxy_auth_cache_total{{result="hit"}} {hits}',
                 f'cube_proxy_auth_cache_total{{result="miss"}} {misses}',
             ]
+        if self.connections is not None:
+            self._render_connections(lines, self.connections)
         return "\n".join(lines) + "\n"
+
+    @staticmethod
+    def _render_connections(lines: list[str], stats: ServingStats) -> None:
+        lines += [
+            "# HELP cube_proxy_connections_open Client connections open now, TLS handshakes included.",
+            "# TYPE cube_proxy_connections_open gauge",
+            f"cube_proxy_connections_open {stats.open}",
+            "# HELP cube_proxy_connections_closed_total Connections closed before serving, by reason.",
+            "# TYPE cube_proxy_connections_closed_total counter",
+        ]
+        for reason in CLOSE_REASONS:
+            lines.append(f'cube_proxy_connections_closed_total{{reason="{reason}"}} {stats.closed[reason]}')
+        lines += [
+            "# HELP cube_proxy_accept_errors_total Failed accept() calls (out of descriptors or memory).",
+            "# TYPE cube_proxy_accept_errors_total counter",
+            f"cube_proxy_accept_errors_total {stats.accept_errors}",
+        ]
 
     @staticmethod
     def _render_histograms(

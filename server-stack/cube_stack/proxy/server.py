@@ -1,15 +1,18 @@
 """Serving the proxy app with uvicorn: HTTPS with the app's in-memory TLS identity, or plain HTTP for tests.
 
-:class:`ProxyServer` builds the uvicorn config (TLS through ``ssl_context_factory``, so no key file path is
-ever configured; see :mod:`.tls`), serves on given sockets or on ``settings.host:port``, and reports the
-bound URL and the SPKI a client pins. uvicorn's access log is off: the audit log replaces it and, unlike
-it, never records raw paths or query strings.
+:class:`ProxyServer` builds the uvicorn server (TLS through ``ssl_context_factory``, so no key file path
+is ever configured; see :mod:`.tls`), serves on given sockets or on ``settings.host:port``, and reports
+the bound URL and the SPKI a client pins. uvicorn's access log is off: the audit log replaces it and,
+unlike it, never records raw paths or query strings.
+
+Connections go through :class:`~cube_stack.serving.GuardedServer`: TLS-handshake and header deadlines,
+a global and a per-address connection cap, no forwarded header believed unless its sender is in
+``trusted_forwarders``, PROXY v2 from ``proxy_protocol_from`` balancers only. What it refused shows in
+``/metrics`` (``cube_proxy_connections_*``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import socket
 import ssl
@@ -19,27 +22,14 @@ import uvicorn
 from starlette.applications import Starlette
 
 from cube_stack.net import bind_tcp
+from cube_stack.proxy.metrics import ProxyMetrics
 from cube_stack.proxy.settings import ProxySettings
 from cube_stack.proxy.tls import TlsIdentity
+from cube_stack.serving import GuardedServer, ServingStats
 
 log = logging.getLogger(__name__)
 
-
-class _Server(uvicorn.Server):
-    """uvicorn's server, woken by :meth:`ProxyServer.stop` instead of noticing on a 100 ms poll."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.exit_event = asyncio.Event()
-
-    async def main_loop(self) -> None:
-        """Tick once a second (uvicorn refreshes its Date header there) until told to exit."""
-        counter = 0
-        while not await self.on_tick(counter):
-            counter = (counter + 10) % 864000  # on_tick's once-a-second work runs when counter % 10 == 0
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(1.0):
-                    await self.exit_event.wait()
+BACKLOG = 2048  # a burst of connects waits here for the accept loop instead of losing SYNs (1 s retries)
 
 
 class ProxyServer:
@@ -53,8 +43,9 @@ class ProxyServer:
         factory: Callable[[uvicorn.Config, Callable[[], ssl.SSLContext]], ssl.SSLContext] | None = None
         if settings.tls:
             factory = self._ssl_context
-        self.config = uvicorn.Config(
+        self._server = GuardedServer(
             app,
+            settings.connection_limits(),
             host=settings.host,
             port=settings.port,
             lifespan="on",
@@ -64,7 +55,10 @@ class ProxyServer:
             timeout_graceful_shutdown=max(1, round(settings.shutdown_grace)),  # uvicorn wants whole seconds
             ssl_context_factory=factory,
         )
-        self._server = _Server(self.config)
+        self.config = self._server.config
+        metrics = getattr(app.state, "metrics", None)
+        if isinstance(metrics, ProxyMetrics):
+            metrics.connections = self._server.stats
 
     def _ssl_context(self, _config: uvicorn.Config, _default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
         return self.identity.ssl_context()
@@ -80,6 +74,11 @@ class ProxyServer:
         return self.identity.cert_pem
 
     @property
+    def stats(self) -> ServingStats:
+        """Return the connection counts: open now, closed before serving by reason, accept errors."""
+        return self._server.stats
+
+    @property
     def started(self) -> bool:
         """Return whether uvicorn has finished starting up."""
         return self._server.started
@@ -88,7 +87,7 @@ class ProxyServer:
         """Return a listening socket on ``settings.host:port`` (port 0: a free one) and set :attr:`url`."""
         family = socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET
         # Connections queue from here on, so clients may connect before startup ends.
-        sock = bind_tcp(self.settings.host, self.settings.port)
+        sock = bind_tcp(self.settings.host, self.settings.port, backlog=BACKLOG)
         host, port = sock.getsockname()[:2]
         scheme = "https" if self.settings.tls else "http"
         self.url = f"{scheme}://{f'[{host}]' if family == socket.AF_INET6 else host}:{port}"
@@ -114,5 +113,4 @@ class ProxyServer:
 
     def stop(self) -> None:
         """Ask the server to finish in-flight requests and exit (call from the serving loop)."""
-        self._server.should_exit = True
-        self._server.exit_event.set()
+        self._server.stop()

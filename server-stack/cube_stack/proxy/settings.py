@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from cube_stack.proxy.errors import ProxySettingsError
+from cube_stack.serving import ConnectionLimits, ConnectionLimitsError
 from cube_stack.unix_socket import unix_socket_path
 
 ENV_PREFIX = "CUBE_PROXY_"
@@ -82,6 +83,13 @@ class ProxySettings:
     shutdown_grace: float = 30.0  # seconds in-flight requests (streams) get to finish on shutdown
     metrics: bool = True  # serve /metrics without authentication; false: 404
     admin_routes: bool = False  # expose Ollama's pull/create/copy/delete (need `manage`); false: 404
+    # Slow and spoofing clients (cube_stack.serving); caps are per process. Address lists are CIDRs.
+    handshake_timeout: float = 10.0  # seconds for a TLS handshake (and a PROXY v2 header) to finish
+    header_timeout: float = 15.0  # seconds from connection start or a request's first byte to its last header
+    max_connections: int = 2000  # client connections open at once; more are reset at accept
+    max_connections_per_address: int = 64  # connections open from one client address (IPv6: one /64)
+    trusted_forwarders: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For/-Proto is believed; unset: none
+    proxy_protocol_from: tuple[str, ...] = ()  # CIDRs of TCP balancers that must send PROXY v2; unset: none
 
     def __post_init__(self) -> None:
         _check_url("auth_url", self.auth_url)
@@ -124,6 +132,21 @@ class ProxySettings:
             raise ProxySettingsError("attestation_state_dir", "is for attestation 'simulated' only")
         if self.tls and not self.tls_hostnames:
             raise ProxySettingsError("tls_hostnames", "name at least one host for the certificate")
+        try:
+            self.connection_limits()
+        except ConnectionLimitsError as exc:
+            raise ProxySettingsError(exc.field, exc.detail) from None
+
+    def connection_limits(self) -> ConnectionLimits:
+        """Return the serving layer's timeouts, caps and trusted addresses."""
+        return ConnectionLimits(
+            handshake_timeout=self.handshake_timeout,
+            header_timeout=self.header_timeout,
+            max_connections=self.max_connections,
+            max_connections_per_address=self.max_connections_per_address,
+            trusted_forwarders=self.trusted_forwarders,
+            proxy_protocol_from=self.proxy_protocol_from,
+        )
 
     @property
     def effective_openai_url(self) -> str:

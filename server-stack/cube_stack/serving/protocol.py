@@ -1,0 +1,97 @@
+"""uvicorn's httptools protocol with a deadline on request headers and a slot in the connection counts.
+
+uvicorn has a keep-alive timeout but no header timeout, and any byte cancels the keep-alive timer: a
+client that sends one header byte every few seconds holds its connection (and a file descriptor) for
+ever. :class:`GuardedHttpProtocol` arms a timer when the connection is made (after the TLS handshake)
+and whenever bytes arrive with no request in progress, and disarms it when a request's headers are
+complete. On expiry it answers 408 (when nothing else is being written) and closes. Bytes that are not
+a request's start (a trickle of empty lines) keep the first deadline, they do not move it.
+
+It also gives back the connection's :class:`~cube_stack.serving.guard.ConnectionSlot` on
+``connection_lost``, and, when a balancer's PROXY header named the client, makes that the ``client``
+of every request on the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from cube_stack.serving.guard import HEADER_TIMEOUT, ConnectionSlot
+
+_TIMEOUT_408 = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """One HTTP/1.1 connection: uvicorn's httptools protocol plus a header deadline and a counted slot."""
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        slot: ConnectionSlot | None = None,
+        header_timeout: float = 15.0,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._slot = slot
+        self._header_timeout = header_timeout
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Start the connection as uvicorn does, with the PROXY-named client and the header deadline."""
+        super().connection_made(transport)
+        if self._slot is not None and self._slot.client is not None:
+            self.client = self._slot.client
+        self._arm_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        """Feed the parser; bytes with no request in progress start the header deadline."""
+        if self._header_timer is None and (self.cycle is None or self.cycle.response_complete):
+            self._arm_header_timer()
+        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        """Start a request (a pipelined one too, behind a running response) and its header deadline."""
+        super().on_message_begin()
+        self._arm_header_timer()
+
+    def on_headers_complete(self) -> None:
+        """Stop the header deadline: the headers are in (the body and the response have their own limits)."""
+        self._disarm_header_timer()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """End the connection as uvicorn does and give its slot back."""
+        self._disarm_header_timer()
+        try:
+            super().connection_lost(exc)
+        finally:
+            if self._slot is not None:
+                self._slot.release()
+
+    def _arm_header_timer(self) -> None:
+        if self._header_timer is None:  # an armed deadline stays: a trickle must not move it
+            self._header_timer = self.loop.call_later(self._header_timeout, self._on_header_timeout)
+
+    def _disarm_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _on_header_timeout(self) -> None:
+        self._header_timer = None
+        if self.transport.is_closing():
+            return
+        if self._slot is not None:
+            peer = self.client[0] if self.client else ""
+            self._slot.note_closed(HEADER_TIMEOUT, peer)
+        if self.cycle is None or self.cycle.response_complete:  # else a response is mid-write: just close
+            self.transport.write(_TIMEOUT_408)
+        self.transport.close()
