@@ -22,6 +22,7 @@ from cube_stack.auth.models import DomainStatus, Principal
 from cube_stack.auth.permissions import AVAILABLE_ACTIONS
 from cube_stack.auth.service import AuthService, missing_token
 from cube_stack.auth.validation import parse_paging, require_object, require_uuid
+from cube_stack.json_text import unpaired_surrogate_path
 
 INVALID_JSON = "request body is not a valid JSON, expecting a valid JSON"
 
@@ -58,9 +59,15 @@ async def read_json(request: Request) -> Any:
     require_json_content(request)
     body = await request.body()
     try:
-        return json.loads(body)
+        data = json.loads(body)
     except (ValueError, RecursionError):
         raise MalformedError(INVALID_JSON, code="auth.invalid_json") from None
+    where = unpaired_surrogate_path(data)
+    if where is not None:  # it would fail later, in argon2 or the database driver, as a 500
+        raise MalformedError(
+            f"{where} holds a lone UTF-16 surrogate, which is not text", code="auth.invalid_text"
+        )
+    return data
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
