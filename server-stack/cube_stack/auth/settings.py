@@ -65,7 +65,9 @@ class AuthSettings:
     login_backoff_account_threshold: int = 5
     login_backoff_account_cap: timedelta = timedelta(seconds=60)  # short: a user is never locked out long
     login_backoff_address_threshold: int = 20
-    login_backoff_address_cap: timedelta = timedelta(minutes=15)
+    # Short as well: on one machine every client shares 127.0.0.1, so a long address lock-out would
+    # let any local process keep the real user from logging in.
+    login_backoff_address_cap: timedelta = timedelta(seconds=120)
     login_backoff_base: timedelta = timedelta(seconds=1)  # the first delay after the threshold
     login_backoff_forget_after: timedelta = timedelta(minutes=15)  # a count idle this long is dropped
     login_backoff_entries: int = 10_000  # most accounts (and addresses) remembered; least recent go first
