@@ -26,7 +26,7 @@ from cube_stack.serving import (
     parse_prefix,
     return_free_memory,
 )
-from cube_stack.serving.guard import TRIM_AFTER_PEAK, BoundedLog, ConnectionGuard
+from cube_stack.serving.guard import TRIM_AFTER_ADMITTED, BoundedLog, ConnectionGuard, ConnectionSlot
 from cube_stack.serving.listener import BACKOFF_MAX, Listener, read_proxy_header
 from cube_stack.serving.proxy_protocol import SIGNATURE
 
@@ -242,29 +242,36 @@ def test_slots_count_per_address_and_release_once() -> None:
     assert stats.open == 0 and guard.held_by("127.0.0.2") == 0
 
 
-def test_memory_is_trimmed_as_a_big_peak_drains() -> None:
+def test_memory_is_trimmed_when_many_admitted_connections_have_drained() -> None:
     trims: list[int] = []
     stats = ServingStats()
     limits = ConnectionLimits(max_connections=10_000, max_connections_per_address=10_000)
     guard = ConnectionGuard(
         limits, stats, log=BoundedLog(logging.getLogger("t")), trim=lambda: not trims.append(1)
     )
-    small = [guard.reserve("127.0.0.2") for _ in range(TRIM_AFTER_PEAK - 1)]
-    for slot in small:
-        slot.release()  # type: ignore[union-attr]
-    assert trims == []  # a small peak is not worth it
-    big = [guard.reserve("127.0.0.2") for _ in range(TRIM_AFTER_PEAK * 4)]
-    for slot in big[: TRIM_AFTER_PEAK * 3 - 1]:
-        slot.release()  # type: ignore[union-attr]
-    assert trims == []
-    big[TRIM_AFTER_PEAK * 3 - 1].release()  # type: ignore[union-attr]  # down to a quarter of the peak
+
+    def admit(count: int) -> list[ConnectionSlot]:
+        slots = [guard.reserve("127.0.0.2") for _ in range(count)]
+        assert all(slot is not None and guard.claim_address(slot, "127.0.0.2") for slot in slots)
+        return slots  # type: ignore[return-value]
+
+    for _ in range(TRIM_AFTER_ADMITTED - 1):
+        admit(1)[0].release()
+    assert trims == []  # too few to be worth it
+    held = admit(64)  # an attack holds its per-address cap while others come and go
+    for _ in range(10):
+        for slot in admit(32):
+            slot.release()
+    assert trims == []  # the open count never fell to a quarter of its peak
+    peak = 64 + 32
+    for slot in held[: 64 - peak // 4 - 1]:
+        slot.release()
+    assert trims == [] and stats.open == peak // 4 + 1
+    held[64 - peak // 4 - 1].release()  # the attack ends: down to a quarter of the peak
     assert trims == [1] and stats.memory_trims == 1
-    for slot in big[TRIM_AFTER_PEAK * 3 :]:
-        slot.release()  # type: ignore[union-attr]
-    assert trims == [1, 1]  # again at a quarter of the 256 left, then never for fewer
-    for slot in [guard.reserve("127.0.0.2") for _ in range(TRIM_AFTER_PEAK - 1)]:
-        slot.release()  # type: ignore[union-attr]
-    assert trims == [1, 1]
+    for slot in held[64 - peak // 4 :]:
+        slot.release()
+    assert trims == [1]  # nothing admitted since
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc")

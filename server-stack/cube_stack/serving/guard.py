@@ -8,9 +8,11 @@ releasing is idempotent, so the counts cannot drift when both see the end.
 Logging is bounded by :class:`BoundedLog`: one line per event kind per interval, carrying the count
 since the previous line. An attacker controls how often events happen, never how often we write.
 
-Memory: a burst of connections leaves glibc's heap with freed pages it keeps (the finding saw RSS stay
-at 6.2 GB after the connections closed). When the open count falls to a quarter of a peak of at least
-:data:`TRIM_AFTER_PEAK`, :func:`return_free_memory` asks glibc to hand them back.
+Memory: every connection admitted to TLS costs about 256 KiB of buffers (asyncio's SSL read buffer),
+which glibc keeps in its heap after they are freed (the finding saw RSS stay at 6.2 GB after the
+connections closed). Once :data:`TRIM_AFTER_ADMITTED` connections were admitted since the last time and
+the open count falls to a quarter of its peak (an attack ends, a burst drains),
+:func:`return_free_memory` asks glibc to hand the free pages back.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ CLOSE_REASONS = (
     HANDSHAKE_FAILED,
     HEADER_TIMEOUT,
 )
-TRIM_AFTER_PEAK = 256  # connections open at once before a fall is worth a malloc_trim
+TRIM_AFTER_ADMITTED = 256  # connections admitted since the last malloc_trim before another is worth it
 LOG_INTERVAL = 5.0  # seconds between two lines about the same kind of event
 
 
@@ -137,7 +139,8 @@ class ConnectionGuard:
         self.log = log
         self._trim = return_free_memory if trim is None else trim
         self._per_address: dict[str, int] = {}
-        self._peak = 0
+        self._peak = 0  # most connections open at once since the last trim
+        self._admitted = 0  # connections admitted (past the caps) since the last trim
 
     def reserve(self, peer: str) -> ConnectionSlot | None:
         """Return a slot under the global cap, or None (counted and logged) when it is full."""
@@ -157,6 +160,7 @@ class ConnectionGuard:
             return False
         self._per_address[key] = held + 1
         slot.key = key
+        self._admitted += 1
         return True
 
     def held_by(self, host: str) -> int:
@@ -182,8 +186,9 @@ class ConnectionGuard:
                 self._per_address[slot.key] = left
             else:
                 del self._per_address[slot.key]
-        if self._peak >= TRIM_AFTER_PEAK and self.stats.open <= self._peak // 4:
+        if self._admitted >= TRIM_AFTER_ADMITTED and self.stats.open <= self._peak // 4:
             self._peak = self.stats.open
+            self._admitted = 0
             if self._trim():
                 self.stats.memory_trims += 1
 
