@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import re
 import resource
@@ -255,6 +256,25 @@ async def test_stopping_cancels_handshakes_in_progress() -> None:
     finally:
         for sock in socks:
             sock.close()
+
+
+async def test_a_flood_of_malformed_requests_logs_a_few_lines(caplog: pytest.LogCaptureFixture) -> None:
+    garbage = b"\x00\x01 not http\r\n\r\n"
+    upgrade = b"GET /whoami HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    caplog.set_level(logging.INFO)
+    async with serving(ConnectionLimits(max_connections_per_address=500)) as running:
+        for payload in [garbage] * 150 + [upgrade] * 150:
+            sock = await connect_from(ATTACKER, "127.0.0.1", running.port)
+            try:
+                sock.send(payload)
+                seconds, _ = await wait_for_close(sock, 5) if payload is garbage else (0.0, b"")
+                assert seconds is not None
+            finally:
+                sock.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert 2 <= len(warnings) <= 8, warnings  # uvicorn alone: one line per request (three per upgrade)
+    counted = sum(int(re.search(r"count=(\d+)", w).group(1)) for w in warnings if "Invalid HTTP" in w)  # type: ignore[union-attr]
+    assert counted == 150
 
 
 # ------------------------------------------------------------------------------- forwarded headers

@@ -122,6 +122,10 @@ class ConnectionSlot:
         """Count this connection as closed for ``reason`` (one of :data:`CLOSE_REASONS`)."""
         self._guard.note_closed(reason, peer)
 
+    def note_warning(self, message: str) -> None:
+        """Count a warning of the HTTP protocol (a malformed request) in the bounded log."""
+        self._guard.log.note(f"serving.http_warning message={message!r}")
+
 
 class ConnectionGuard:
     """The global and per-address connection counts of one server, checked at accept."""

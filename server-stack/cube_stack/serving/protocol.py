@@ -10,11 +10,16 @@ a request's start (a trickle of empty lines) keep the first deadline, they do no
 It also gives back the connection's :class:`~cube_stack.serving.guard.ConnectionSlot` on
 ``connection_lost``, and, when a balancer's PROXY header named the client, makes that the ``client``
 of every request on the connection.
+
+uvicorn logs a warning for every malformed request and every unsupported ``Upgrade`` -- one line per
+request, at a rate the client picks. Those go through the server's bounded log instead (one line per
+kind per interval, with a count); errors (an app that raised) are logged as uvicorn logs them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from uvicorn.config import Config
@@ -40,6 +45,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         header_timeout: float = 15.0,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
+        if slot is not None:
+            self.logger = _BoundedWarnings(self.logger, slot)  # type: ignore[assignment]
         self._slot = slot
         self._header_timeout = header_timeout
         self._header_timer: asyncio.TimerHandle | None = None
@@ -95,3 +102,23 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self.cycle is None or self.cycle.response_complete:  # else a response is mid-write: just close
             self.transport.write(_TIMEOUT_408)
         self.transport.close()
+
+
+class _BoundedWarnings:
+    """uvicorn's logger for one connection, its warnings counted in the bounded log instead of written."""
+
+    def __init__(self, logger: logging.Logger, slot: ConnectionSlot) -> None:
+        self._logger = logger
+        self._slot = slot
+
+    @property
+    def level(self) -> int:
+        """Return the wrapped logger's level (uvicorn compares it with TRACE)."""
+        return self._logger.level
+
+    def warning(self, msg: object, *args: object, **kwargs: object) -> None:
+        """Count a warning under its fixed text (uvicorn's are constants: the set of kinds stays small)."""
+        self._slot.note_warning(str(msg)[:80])
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._logger, name)
