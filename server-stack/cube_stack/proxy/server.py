@@ -29,8 +29,6 @@ from cube_stack.serving import GuardedServer, ServingStats
 
 log = logging.getLogger(__name__)
 
-BACKLOG = 2048  # a burst of connects waits here for the accept loop instead of losing SYNs (1 s retries)
-
 
 class ProxyServer:
     """One uvicorn server for a proxy app made by :func:`create_proxy_app`."""
@@ -87,7 +85,7 @@ class ProxyServer:
         """Return a listening socket on ``settings.host:port`` (port 0: a free one) and set :attr:`url`."""
         family = socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET
         # Connections queue from here on, so clients may connect before startup ends.
-        sock = bind_tcp(self.settings.host, self.settings.port, backlog=BACKLOG)
+        sock = bind_tcp(self.settings.host, self.settings.port)
         host, port = sock.getsockname()[:2]
         scheme = "https" if self.settings.tls else "http"
         self.url = f"{scheme}://{f'[{host}]' if family == socket.AF_INET6 else host}:{port}"
@@ -104,6 +102,14 @@ class ProxyServer:
             self.identity.spki_sha256,
             extra={"event": "proxy.listening"},
         )
+        limits = self._server.limits
+        if limits.trusted_forwarders or limits.proxy_protocol_from:
+            log.info(
+                "proxy.client_addresses trusted_forwarders=%s proxy_protocol_from=%s",
+                ",".join(limits.trusted_forwarders) or "-",
+                ",".join(limits.proxy_protocol_from) or "-",
+                extra={"event": "proxy.client_addresses"},
+            )
         try:
             await self._server.serve(sockets=socks)
         finally:
