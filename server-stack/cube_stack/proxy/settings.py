@@ -86,6 +86,8 @@ class ProxySettings:
     # Slow and spoofing clients (cube_stack.serving); caps are per process. Address lists are CIDRs.
     handshake_timeout: float = 10.0  # seconds for a TLS handshake (and a PROXY v2 header) to finish
     header_timeout: float = 15.0  # seconds from connection start or a request's first byte to its last header
+    max_header_bytes: int = 64 * 1024  # bytes of request line plus headers; more: 431 and close
+    body_timeout: float = 60.0  # seconds from a request's last header to the last byte of its body
     max_connections: int = 2000  # client connections open at once; more are reset at accept
     max_connections_per_address: int = 64  # connections open from one client address (IPv6: one /64)
     trusted_forwarders: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For/-Proto is believed; unset: none
@@ -142,6 +144,8 @@ class ProxySettings:
         return ConnectionLimits(
             handshake_timeout=self.handshake_timeout,
             header_timeout=self.header_timeout,
+            max_header_bytes=self.max_header_bytes,
+            body_timeout=self.body_timeout,
             max_connections=self.max_connections,
             max_connections_per_address=self.max_connections_per_address,
             trusted_forwarders=self.trusted_forwarders,

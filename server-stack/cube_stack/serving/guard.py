@@ -38,6 +38,8 @@ PROXY_HEADER = "proxy_header"  # a balancer's PROXY v2 header was malformed, ref
 HANDSHAKE_TIMEOUT = "handshake_timeout"  # the TLS handshake did not finish in time
 HANDSHAKE_FAILED = "handshake_failed"  # the TLS handshake failed (not TLS, bad version, reset)
 HEADER_TIMEOUT = "header_timeout"  # a request's headers did not arrive in time (408, then closed)
+HEADER_TOO_LARGE = "header_too_large"  # request line and headers over max_header_bytes (431, closed)
+BODY_TIMEOUT = "body_timeout"  # a request's body did not arrive in time (closed)
 CLOSE_REASONS = (
     REFUSED_MAX_CONNECTIONS,
     REFUSED_PER_ADDRESS,
@@ -45,6 +47,8 @@ CLOSE_REASONS = (
     HANDSHAKE_TIMEOUT,
     HANDSHAKE_FAILED,
     HEADER_TIMEOUT,
+    HEADER_TOO_LARGE,
+    BODY_TIMEOUT,
 )
 TRIM_AFTER_ADMITTED = 256  # connections admitted since the last malloc_trim before another is worth it
 LOG_INTERVAL = 5.0  # seconds between two lines about the same kind of event

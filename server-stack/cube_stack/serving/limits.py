@@ -28,17 +28,21 @@ class ConnectionLimits:
 
     handshake_timeout: float = 10.0  # seconds for a TLS handshake (and a PROXY v2 header) to finish
     header_timeout: float = 15.0  # seconds from connection start or a request's first byte to its last header
+    # Bytes of a request line plus headers: past it, 431 and close. A single connection that kept
+    # sending headers inside the deadline grew the proxy by 2.3 GB (uvicorn keeps every header).
+    max_header_bytes: int = 64 * 1024
+    body_timeout: float = 60.0  # seconds from a request's last header to the last byte of its body
     max_connections: int = 2000  # client connections open at once; more are reset at accept
     max_connections_per_address: int = 64  # connections open from one client address (IPv6: one /64)
     trusted_forwarders: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For/-Proto is believed; empty: none
     proxy_protocol_from: tuple[str, ...] = ()  # CIDRs of TCP balancers that must send PROXY v2; empty: none
 
     def __post_init__(self) -> None:
-        for name in ("handshake_timeout", "header_timeout"):
+        for name in ("handshake_timeout", "header_timeout", "body_timeout"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ConnectionLimitsError(name, f"expected a positive number of seconds, got {value!r}")
-        for name in ("max_connections", "max_connections_per_address"):
+        for name in ("max_connections", "max_connections_per_address", "max_header_bytes"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConnectionLimitsError(name, f"expected a whole number of at least 1, got {value!r}")

@@ -7,6 +7,11 @@ and whenever bytes arrive with no request in progress, and disarms it when a req
 complete. On expiry it answers 408 (when nothing else is being written) and closes. Bytes that are not
 a request's start (a trickle of empty lines) keep the first deadline, they do not move it.
 
+Two more limits close what the deadline leaves open: a request line plus headers larger than
+``max_header_bytes`` gets 431 and a close (a fast sender fits gigabytes of headers into any deadline),
+and a body that has not fully arrived ``body_timeout`` seconds after its headers closes the connection
+(a slow POST), unless the app itself stopped reading (back-pressure is not the client's delay).
+
 It also gives back the connection's :class:`~cube_stack.serving.guard.ConnectionSlot` on
 ``connection_lost``, and, when a balancer's PROXY header named the client, makes that the ``client``
 of every request on the connection.
@@ -26,9 +31,12 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from cube_stack.serving.guard import HEADER_TIMEOUT, ConnectionSlot
+from cube_stack.serving.guard import BODY_TIMEOUT, HEADER_TIMEOUT, HEADER_TOO_LARGE, ConnectionSlot
 
 _TIMEOUT_408 = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+_TOO_LARGE_431 = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+)
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
@@ -43,6 +51,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         *,
         slot: ConnectionSlot | None = None,
         header_timeout: float = 15.0,
+        max_header_bytes: int = 64 * 1024,
+        body_timeout: float = 60.0,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         if slot is not None:
@@ -50,6 +60,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._slot = slot
         self._header_timeout = header_timeout
         self._header_timer: asyncio.TimerHandle | None = None
+        # Bytes received while a request's headers are incomplete. httptools buffers a header it has
+        # not finished and uvicorn keeps every finished one, so without this cap one connection grows
+        # the process by whatever it sends before the deadline (2.3 GB in 12 s, measured).
+        self._max_header_bytes = max_header_bytes
+        self._header_bytes = 0
+        self._body_timeout = body_timeout
+        self._body_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Start the connection as uvicorn does, with the PROXY-named client and the header deadline."""
@@ -62,7 +79,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         """Feed the parser; bytes with no request in progress start the header deadline."""
         if self._header_timer is None and (self.cycle is None or self.cycle.response_complete):
             self._arm_header_timer()
+        if self._header_timer is not None:
+            self._header_bytes += len(data)  # a chunk that completes the headers resets the count
         super().data_received(data)
+        if self._header_timer is not None and self._header_bytes > self._max_header_bytes:
+            self._refuse(HEADER_TOO_LARGE, _TOO_LARGE_431)
 
     def on_message_begin(self) -> None:
         """Start a request (a pipelined one too, behind a running response) and its header deadline."""
@@ -72,11 +93,19 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         """Stop the header deadline: the headers are in (the body and the response have their own limits)."""
         self._disarm_header_timer()
+        self._header_bytes = 0
         super().on_headers_complete()
+        self._arm_body_timer()
+
+    def on_message_complete(self) -> None:
+        """Stop the body deadline: the whole request is in."""
+        self._disarm_body_timer()
+        super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         """End the connection as uvicorn does and give its slot back."""
         self._disarm_header_timer()
+        self._disarm_body_timer()
         try:
             super().connection_lost(exc)
         finally:
@@ -94,13 +123,35 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def _on_header_timeout(self) -> None:
         self._header_timer = None
+        self._refuse(HEADER_TIMEOUT, _TIMEOUT_408)
+
+    def _arm_body_timer(self) -> None:
+        self._disarm_body_timer()
+        self._body_timer = self.loop.call_later(self._body_timeout, self._on_body_timeout)
+
+    def _disarm_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _on_body_timeout(self) -> None:
+        self._body_timer = None
+        if self.flow is not None and self.flow.read_paused:
+            self._arm_body_timer()  # the app is not reading (back-pressure): not the client's delay
+            return
+        self._refuse(BODY_TIMEOUT, b"")
+
+    def _refuse(self, reason: str, answer: bytes) -> None:
+        """Close the connection for ``reason``, answering first when no response is being written."""
+        self._disarm_header_timer()
+        self._disarm_body_timer()
         if self.transport.is_closing():
             return
         if self._slot is not None:
             peer = self.client[0] if self.client else ""
-            self._slot.note_closed(HEADER_TIMEOUT, peer)
-        if self.cycle is None or self.cycle.response_complete:  # else a response is mid-write: just close
-            self.transport.write(_TIMEOUT_408)
+            self._slot.note_closed(reason, peer)
+        if answer and (self.cycle is None or self.cycle.response_complete):  # else mid-write: just close
+            self.transport.write(answer)
         self.transport.close()
 
 

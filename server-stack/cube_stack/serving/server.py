@@ -89,6 +89,8 @@ class GuardedServer(uvicorn.Server):
                 _loop=loop,
                 slot=slot,
                 header_timeout=self.limits.header_timeout,
+                max_header_bytes=self.limits.max_header_bytes,
+                body_timeout=self.limits.body_timeout,
             )
 
         listeners = [
