@@ -11,10 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
 import stat
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +27,7 @@ from cube_stack.private_files import (
     write_private,
 )
 from cube_stack.stack import EmbeddedStack, StackOptions
+from tests.support.stack_process import cube_stack_up
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -65,44 +64,13 @@ def readable_by_nobody(path: Path) -> bool:
     return done.returncode == 0
 
 
-def start_stack(data_dir: Path, umask: int) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "cube_stack.cli", "up", "--data-dir", str(data_dir)]
-    command += ["--port", "0", "--auth-port", "0", "--no-ollama"]
-    pipe = subprocess.PIPE
-    process = subprocess.Popen(command, stdout=pipe, stderr=pipe, text=True, umask=umask)
-    assert process.stdout is not None
-    lines = []
-    for line in process.stdout:  # the banner is printed once everything listens
-        lines.append(line)
-        if line.startswith("Try it:"):
-            return process
-    process.wait(timeout=60)
-    raise AssertionError("".join(lines) + (process.stderr.read() if process.stderr else ""))
-
-
-def stop_stack(process: subprocess.Popen[str]) -> str:
-    process.send_signal(signal.SIGINT)
-    try:
-        assert process.wait(timeout=60) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.stderr is not None and process.stdout is not None
-    stderr = process.stderr.read()
-    process.stdout.close()
-    process.stderr.close()
-    return stderr
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("umask", [0o022, 0o000], ids=["umask022", "umask000"])
 def test_cube_stack_up_leaves_nothing_readable_by_others(open_parent: Path, umask: int) -> None:
     data_dir = open_parent / "stack"
     data_dir.mkdir(mode=0o755)  # made beforehand by the user or a deployment tool, as in the attack
     data_dir.chmod(0o755)
-    process = start_stack(data_dir, umask)
-    try:
+    with cube_stack_up(data_dir, umask=umask) as running:
         modes = modes_under(data_dir)  # while it runs: the SQLite -wal and -shm files exist now
         names = set(modes)
         assert {"state.json", "client.json", "auth/auth.db", "auth/auth.db-wal", "auth/auth.db-shm"} <= names
@@ -112,8 +80,7 @@ def test_cube_stack_up_leaves_nothing_readable_by_others(open_parent: Path, umas
         if IS_ROOT:
             for name in ("auth/auth.db", "auth/auth.db-wal", "state.json", "client.json"):
                 assert not readable_by_nobody(data_dir / name), name
-    finally:
-        stderr = stop_stack(process)
+    stderr = running.stderr
     assert "stack.permissions_repaired" in stderr and str(data_dir) in stderr  # the 0755 dir was fixed
     assert loose(modes_under(data_dir), data_dir) == {}
 
@@ -140,16 +107,14 @@ async def test_embedded_stack_is_private_without_the_cli_umask(
 def test_an_old_world_readable_database_is_repaired_with_a_warning(open_parent: Path) -> None:
     """Left by a version before this fix: the directory and auth.db 0644 are tightened at start."""
     data_dir = open_parent / "stack"
-    process = start_stack(data_dir, 0o022)
-    stop_stack(process)
+    with cube_stack_up(data_dir, umask=0o022):
+        pass
     (data_dir / "auth" / "auth.db").chmod(0o644)
     (data_dir / "auth").chmod(0o755)
     data_dir.chmod(0o755)
-    process = start_stack(data_dir, 0o022)
-    try:
+    with cube_stack_up(data_dir, umask=0o022) as running:
         assert loose(modes_under(data_dir), data_dir) == {}
-    finally:
-        stderr = stop_stack(process)
+    stderr = running.stderr
     repaired = [line for line in stderr.splitlines() if "stack.permissions_repaired" in line]
     assert any("auth.db was 0644" in line for line in repaired), stderr
 

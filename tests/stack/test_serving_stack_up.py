@@ -9,9 +9,6 @@ headers: 236 are reset at accept, the 64 it holds get 408 and are closed at the 
 from __future__ import annotations
 
 import asyncio
-import re
-import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +17,7 @@ import pytest
 
 from cube_stack.serving import ConnectionLimits
 from tests.support.slow_clients import half_headers, keep_asking, request
+from tests.support.stack_process import cube_stack_up
 
 pytestmark = [
     pytest.mark.slow,
@@ -27,36 +25,11 @@ pytestmark = [
 ]
 
 DEFAULTS = ConnectionLimits()
-AUTH_URL = re.compile(r"auth API\s*:\s*http://127\.0\.0\.1:(\d+)")
-
-
 @pytest.fixture
 def auth_port(tmp_path: Path) -> Iterator[int]:
     """Run `cube-stack up` (ports 0, no Ollama); yield the port of its auth API."""
-    command = [sys.executable, "-m", "cube_stack.cli", "up", "--data-dir", str(tmp_path / "data")]
-    command += ["--port", "0", "--auth-port", "0", "--no-ollama"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        banner = []
-        port = 0
-        for line in process.stdout:  # the banner comes once everything listens
-            banner.append(line)
-            if match := AUTH_URL.search(line):
-                port = int(match.group(1))
-            if line.startswith("Try it:"):
-                break
-        assert port, "".join(banner)
-        yield port
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=60) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        assert process.stdout is not None and process.stderr is not None
-        process.stdout.close()
-        process.stderr.close()
+    with cube_stack_up(tmp_path / "data") as running:
+        yield running.auth_port
 
 
 async def test_300_half_sent_headers_against_the_auth_api(auth_port: int) -> None:

@@ -9,68 +9,27 @@ umask 022 and 000 alike, and completions still flow through the proxy.
 from __future__ import annotations
 
 import os
-import re
-import signal
 import stat
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import psutil
 import pytest
 
+from tests.support.stack_process import StackProcess, cube_stack_up
+
 pytestmark = pytest.mark.slow
 
 
-@dataclass
-class Up:
-    process: subprocess.Popen[str]
-    data_dir: Path
-    proxy_port: int
-    auth_port: int
-
-
 @pytest.fixture(params=[0o022, 0o000], ids=["umask022", "umask000"])
-def stack_up(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Up]:
+def stack_up(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StackProcess]:
     data_dir = tmp_path / "data"
-    command = [sys.executable, "-m", "cube_stack.cli", "up", "--data-dir", str(data_dir)]
-    command += ["--port", "0", "--auth-port", "0", "--no-ollama"]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, umask=request.param
-    )
-    try:
-        assert process.stdout is not None and process.stderr is not None
-        lines = []
-        for line in process.stdout:  # blocks until the banner: the stack prints it once everything listens
-            lines.append(line)
-            if line.startswith("Try it:"):
-                break
-        banner = "".join(lines)
-        assert "cube-stack is up" in banner, banner + process.stderr.read()
-        proxy = re.search(r"proxy endpoint : (\S+)", banner)
-        auth = re.search(r"auth API\s+: (\S+)", banner)
-        assert proxy and auth, banner
-        yield Up(process, data_dir, _port(proxy.group(1)), _port(auth.group(1)))
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=60) == 0
-        assert not (data_dir / "runtime" / "runtime.sock").exists()  # removed at stop
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
-
-
-def _port(url: str) -> int:
-    port = urlsplit(url).port
-    assert port is not None, url
-    return port
+    with cube_stack_up(data_dir, umask=request.param) as running:
+        yield running
+    assert not (data_dir / "runtime" / "runtime.sock").exists()  # removed at stop
 
 
 def _tcp_listeners(pid: int) -> set[tuple[str, int]]:
@@ -83,7 +42,9 @@ def _tcp_listeners(pid: int) -> set[tuple[str, int]]:
     return listeners
 
 
-def test_the_runtime_listens_on_no_tcp_port_only_on_a_private_socket(stack_up: Up, tmp_path: Path) -> None:
+def test_the_runtime_listens_on_no_tcp_port_only_on_a_private_socket(
+    stack_up: StackProcess, tmp_path: Path
+) -> None:
     listeners = _tcp_listeners(stack_up.process.pid)
     assert {port for _, port in listeners} == {stack_up.proxy_port, stack_up.auth_port}, listeners
     assert all(ip == "127.0.0.1" for ip, _ in listeners), listeners

@@ -14,6 +14,7 @@ import pytest
 from cube_stack.cli import build_parser
 from cube_stack.cli import main as cube_stack_main
 from cube_stack.stack import EmbeddedStack, StackOptions
+from tests.support.stack_process import cube_stack_up
 
 pytestmark = pytest.mark.slow
 
@@ -110,32 +111,14 @@ def test_admin_commands_work_on_the_stack_data(tmp_path: Path, capsys: pytest.Ca
 
 def test_cube_stack_up_command_serves_completions_and_stops_on_ctrl_c(tmp_path: Path):
     """The README's first command, then `cube complete`, then Ctrl-C: a clean exit."""
-    import signal
 
     source = tmp_path / "calc.py"
     source.write_text("def add(a, b):\n    return \n")
     data_dir = tmp_path / "data"
-    command = [sys.executable, "-m", "cube_stack.cli", "up", "--data-dir", str(data_dir)]
-    command += ["--port", "0", "--auth-port", "0", "--no-ollama"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        lines = []
-        for line in process.stdout:  # blocks until the banner: the stack prints it once it listens
-            lines.append(line)
-            if line.startswith("Try it:"):
-                break
-        banner = "".join(lines)
-        assert "cube-stack is up" in banner, banner + process.stderr.read()
-        assert "RANDOM WEIGHTS" in banner and "SIMULATED" in banner
+    with cube_stack_up(data_dir) as running:
+        assert "RANDOM WEIGHTS" in running.banner and "SIMULATED" in running.banner
         done = cube_complete(data_dir / "client.json", f"{source}:2:12")
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip()
         assert "[proxy." not in done.stderr and "[attestation." not in done.stderr
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=60) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stdout.close()
-        process.stderr.close()
+    # leaving the block sent Ctrl-C and checked the exit status 0
