@@ -55,11 +55,17 @@ def _check_owner(path: Path, info: os.stat_result) -> None:
         )
 
 
-def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` (and missing parents) with mode 0700, or tighten an existing one to 0700."""
+def ensure_private_dir(path: Path, *, follow_links: bool = True) -> Path:
+    """Create ``path`` (and missing parents) with mode 0700, or tighten an existing one to 0700.
+
+    ``follow_links`` False refuses a symbolic link where the directory should be (for a directory whose
+    path other programs are told, such as a socket's).
+    """
     path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
     info = os.lstat(path)
     if stat.S_ISLNK(info.st_mode):
+        if not follow_links:
+            raise PrivateFileError(f"{path} is a symbolic link; refusing to use it", code="stack.link")
         info = os.stat(path)  # a link to a directory is the user's choice; the target must be private
     if not stat.S_ISDIR(info.st_mode):
         raise PrivateFileError(f"{path} is not a directory", code="stack.not_a_directory")

@@ -29,6 +29,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from cube_stack.private_files import PrivateFileError, ensure_private_dir
+
 __all__ = [
     "MAX_PATH_BYTES",
     "UNIX_URL_PREFIX",
@@ -130,15 +132,11 @@ class UnixListener:
 
 
 def _private_directory(directory: Path) -> None:
-    """Create ``directory`` as 0700, or make an existing one of ours 0700; refuse anyone else's."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    found = os.lstat(directory)
-    if not stat.S_ISDIR(found.st_mode):
-        raise NotADirectoryError(errno.ENOTDIR, "not a directory (symbolic links refused)", str(directory))
-    if found.st_uid != os.geteuid():
-        raise PermissionError(errno.EPERM, "the socket's directory belongs to another user", str(directory))
-    if stat.S_IMODE(found.st_mode) != 0o700:
-        os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask; an older one may be wider
+    """Create ``directory`` as 0700, or make an existing one of ours 0700; refuse links and anyone else's."""
+    try:
+        ensure_private_dir(directory, follow_links=False)
+    except PrivateFileError as exc:  # callers translate OSError into their own settings error
+        raise PermissionError(errno.EPERM, exc.message, str(directory)) from exc
 
 
 def _remove_if_stale(path: Path) -> None:
