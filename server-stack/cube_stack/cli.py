@@ -112,8 +112,8 @@ def banner(running: RunningStack) -> str:
   proxy endpoint : {running.endpoint}   (TLS; key made at start, bound to the attestation report)
   attestation    : SIMULATED agent (no SEV-SNP hardware here); policy {running.paths["policy"]}
   auth API       : {running.auth_url}   (SuperMQ-compatible)
-  runtime        : {running.runtime}; completion model {running.completion_model!r}, embeddings \
-{running.embedding_model!r}
+  runtime        : {running.runtime} at {running.runtime_url}
+  models         : completion {running.completion_model!r}, embeddings {running.embedding_model!r}
   domain         : {running.domain_id}
   token          : {running.token}
 {demo}

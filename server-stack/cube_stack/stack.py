@@ -118,6 +118,7 @@ class RunningStack:
     domain_id: str
     token: str
     runtime: str  # "ollama" or "builtin"
+    runtime_url: str  # where the proxy reaches it: unix:/DATA/runtime/runtime.sock for the built-in one
     completion_model: str
     embedding_model: str | None
     client_settings: dict[str, Any]
@@ -212,6 +213,7 @@ class EmbeddedStack:
             domain_id=state.domain_id,
             token=state.token,
             runtime=runtime.kind,
+            runtime_url=runtime.base_url,
             completion_model=completion_model,
             embedding_model=embedding_model,
             client_settings=client,

@@ -54,6 +54,7 @@ def test_the_runtime_listens_on_no_tcp_port_only_on_a_private_socket(
     assert stat.S_ISSOCK(found.st_mode) and stat.S_IMODE(found.st_mode) == 0o600
     assert stat.S_IMODE(os.lstat(sock.parent).st_mode) == 0o700
     assert found.st_uid == os.geteuid()
+    assert f"runtime        : builtin at unix:{sock}\n" in stack_up.banner  # the banner says where
     with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), trust_env=False, timeout=30) as owner:
         tags = owner.get("http://localhost/api/tags")  # the runtime is there, for its owner
     assert tags.status_code == 200 and tags.json()["models"]
