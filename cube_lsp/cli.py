@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cube_lsp import __version__
-from cube_lsp.cli_attest import add_attest_parser, run_attest
+from cube_lsp.cli_attest import ATTEST_OPTIONS, add_attest_parser, run_attest
 from cube_lsp.completion.engine import CompletionEngine, CompletionInput
 from cube_lsp.cube.attested import AttestationStatus, make_client_transport
 from cube_lsp.cube.client import CubeClient
@@ -32,32 +32,85 @@ EXIT_OK, EXIT_EMPTY, EXIT_USAGE, EXIT_PROXY = 0, 1, 2, 3
 _LOCATION = re.compile(r"^(?P<path>.+):(?P<line>\d+):(?P<col>\d+)$")
 
 
+# Every option of every subcommand, by dest: (flags, add_argument keywords without a default). `cube`
+# accepts each before the subcommand as well as after it, as `cube-stack` does: the top-level parser
+# holds them with a None default and each subcommand with SUPPRESS, so a value given after the
+# subcommand wins and one given before it is kept otherwise.
+OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
+    "settings": (
+        ("--settings",),
+        {"metavar": "FILE", "help": "settings JSON (the cube-lsp settings contract)"},
+    ),
+    "endpoint": (("--endpoint",), {"help": "proxy base URL (overrides settings)"}),
+    "domain": (("--domain",), {"help": "domain id (overrides settings)"}),
+    "token": (("--token",), {"help": "bearer token (overrides settings and CUBE_TOKEN)"}),
+    "model": (("--model",), {"help": "completion model (overrides settings)"}),
+    "api": (("--api",), {"choices": ["ollama", "openai"], "help": "proxy wire format (overrides settings)"}),
+    "attestation": (
+        ("--attestation",),
+        {"choices": ["required", "simulated", "off"], "help": "attestation mode (overrides settings)"},
+    ),
+    "policy": (("--policy",), {"metavar": "FILE", "help": "attestation policy JSON (overrides settings)"}),
+    "language": (("--language",), {"help": "LSP languageId (default: from the file extension)"}),
+} | ATTEST_OPTIONS
+_COMPLETE_OPTIONS = [
+    "settings",
+    "endpoint",
+    "domain",
+    "token",
+    "model",
+    "api",
+    "attestation",
+    "policy",
+    "language",
+]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of `cube`."""
     parser = argparse.ArgumentParser(prog="cube", description="Confidential AI coding assistance")
     parser.add_argument("--version", action="version", version=f"cube {__version__}")
+    top = parser.add_argument_group("options of the subcommands, also accepted before the subcommand")
+    for name, (flags, keywords) in OPTIONS.items():
+        default = False if keywords.get("action") == "store_true" else None
+        top.add_argument(*flags, dest=name, default=default, **keywords)
+    parser.set_defaults(accepts=(), requires=())
     commands = parser.add_subparsers(dest="command", required=True)
     complete = commands.add_parser("complete", help="print the completion at FILE:LINE:COL")
     complete.add_argument("location", metavar="FILE:LINE:COL", help="1-based line and column")
-    _add_connection_arguments(complete)
-    complete.add_argument("--language", help="LSP languageId (default: from the file extension)")
-    add_attest_parser(commands)
+    add_options(complete, _COMPLETE_OPTIONS)
+    add_attest_parser(commands, add_options)
     return parser
 
 
-def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--settings", metavar="FILE", help="settings JSON (the cube-lsp settings contract)")
-    parser.add_argument("--endpoint", help="proxy base URL (overrides settings)")
-    parser.add_argument("--domain", help="domain id (overrides settings)")
-    parser.add_argument("--token", help="bearer token (overrides settings and CUBE_TOKEN)")
-    parser.add_argument("--model", help="completion model (overrides settings)")
-    parser.add_argument("--api", choices=["ollama", "openai"], help="proxy wire format (overrides settings)")
-    parser.add_argument(
-        "--attestation",
-        choices=["required", "simulated", "off"],
-        help="attestation mode (overrides settings)",
-    )
-    parser.add_argument("--policy", metavar="FILE", help="attestation policy JSON (overrides settings)")
+def add_options(
+    parser: argparse.ArgumentParser,
+    names: Sequence[str],
+    required: Sequence[str] = (),
+    helps: dict[str, str] | None = None,
+) -> None:
+    """Give a subcommand the named OPTIONS; a value given before the subcommand stays unless repeated."""
+    for name in names:
+        flags, keywords = OPTIONS[name]
+        keywords = keywords | ({"help": helps[name]} if helps and name in helps else {})
+        parser.add_argument(*flags, dest=name, default=argparse.SUPPRESS, **keywords)
+    parser.set_defaults(accepts=tuple(names), requires=tuple(required))
+
+
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse `cube`'s arguments; exit 2 on an option the subcommand does not take or one it requires."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = " ".join(filter(None, (args.command, getattr(args, "attest_command", None))))
+    stray = [
+        OPTIONS[n][0][0] for n in OPTIONS if n not in args.accepts and getattr(args, n) not in (None, False)
+    ]
+    if stray:
+        parser.error(f"`cube {command}` does not take {', '.join(stray)}")
+    missing = [OPTIONS[n][0][0] for n in args.requires if getattr(args, n) is None]
+    if missing:
+        parser.error(f"`cube {command}` requires {', '.join(missing)}")
+    return args
 
 
 def load_cli_settings(args: argparse.Namespace) -> Settings:
@@ -138,7 +191,7 @@ async def run_complete(settings: Settings, request: CompletionInput) -> str | No
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `cube` command line."""
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(argv)
     if args.command == "attest":
         return run_attest(args)
     try:

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,7 +45,7 @@ from cube_lsp.cube.attested import (
 from cube_lsp.errors import CubeError
 from cube_lsp.settings import Settings, parse_settings
 
-__all__ = ["Evidence", "add_attest_parser", "load_evidence", "report_fields", "run_attest"]
+__all__ = ["ATTEST_OPTIONS", "Evidence", "add_attest_parser", "load_evidence", "report_fields", "run_attest"]
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_PROXY = 0, 1, 2, 3
 NO_POLICY = (
@@ -53,30 +54,44 @@ NO_POLICY = (
 )
 
 
-def add_attest_parser(commands: Any) -> None:
-    """Register `cube attest` and its subcommands on the `cube` subparsers."""
+# The options only `cube attest` uses, by dest; `cube` registers them before the subcommand as well
+# (see cube_lsp.cli.OPTIONS), so each is (flags, add_argument keywords without a default).
+ATTEST_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
+    "json": (("--json",), {"action": "store_true", "help": "print JSON"}),
+    "vcek": (("--vcek",), {"metavar": "FILE", "help": "the VCEK or VLEK (DER or PEM)"}),
+    "certs": (("--certs",), {"metavar": "FILE", "help": "an extended-report certificate table (GUID table)"}),
+    "product": (("--product",), {"choices": [p.value for p in Product], "help": "product (v2 reports)"}),
+    "at": (("--at",), {"metavar": "ISO8601", "help": "verify as of this time (default: now)"}),
+    "offline": (("--offline",), {"action": "store_true", "help": "never fetch a VCEK from AMD's key server"}),
+    "ca_bundle": (
+        ("--ca-bundle",),
+        {"metavar": "FILE", "help": "PEM of CAs that signed the proxy's certificate"},
+    ),
+}
+
+AddOptions = Callable[..., None]
+
+
+def add_attest_parser(commands: Any, add_options: AddOptions) -> None:
+    """Register `cube attest` and its subcommands on the `cube` subparsers.
+
+    ``add_options(parser, names, required=(), helps={})`` adds the named options of ``cube_lsp.cli.OPTIONS``.
+    """
     attest = commands.add_parser("attest", help="inspect and verify SEV-SNP attestation")
     sub = attest.add_subparsers(dest="attest_command", required=True)
     show = sub.add_parser("show", help="print the fields of a report")
     show.add_argument("report", metavar="REPORT", help="1184-byte report or the agent's JSON document")
-    show.add_argument("--json", action="store_true", help="print JSON")
+    add_options(show, ["json"])
     verify = sub.add_parser("verify", help="verify a report's signature, chain and (with --policy) policy")
     verify.add_argument("report", metavar="REPORT", help="1184-byte report or the agent's JSON document")
-    verify.add_argument("--vcek", metavar="FILE", help="the VCEK or VLEK (DER or PEM)")
-    verify.add_argument("--certs", metavar="FILE", help="an extended-report certificate table (GUID table)")
-    verify.add_argument("--policy", metavar="FILE", help="attestation policy JSON (unset: authenticity only)")
-    verify.add_argument("--product", choices=[p.value for p in Product], help="product (v2 reports)")
-    verify.add_argument("--at", metavar="ISO8601", help="verify as of this time (default: now)")
-    verify.add_argument("--offline", action="store_true", help="never fetch a VCEK from AMD's key server")
-    verify.add_argument("--json", action="store_true", help="print JSON")
+    add_options(
+        verify,
+        ["vcek", "certs", "policy", "product", "at", "offline", "json"],
+        helps={"policy": "attestation policy JSON (unset: authenticity only)"},
+    )
     endpoint = sub.add_parser("endpoint", help="attest a live proxy over the attested transport")
     endpoint.add_argument("url", metavar="URL", help="proxy base URL, https://...")
-    endpoint.add_argument("--domain", required=True, help="domain id")
-    endpoint.add_argument("--policy", required=True, metavar="FILE", help="attestation policy JSON")
-    endpoint.add_argument(
-        "--ca-bundle", metavar="FILE", help="PEM of CAs that signed the proxy's certificate"
-    )
-    endpoint.add_argument("--json", action="store_true", help="print JSON")
+    add_options(endpoint, ["domain", "policy", "ca_bundle", "json"], required=["domain", "policy"])
 
 
 def run_attest(args: argparse.Namespace) -> int:
