@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import re
 import sys
 from collections.abc import Sequence
@@ -179,7 +180,7 @@ async def run_complete(settings: Settings, request: CompletionInput) -> str | No
 
     def warn_simulated(status: AttestationStatus) -> None:
         if status.simulated:
-            print(f"cube: WARNING: {status.message}", file=sys.stderr)
+            say(f"WARNING: {status.message}")
 
     factory = partial(make_client_transport, on_status=warn_simulated)
     async with CubeClient(settings, transport_factory=factory) as client:
@@ -189,9 +190,41 @@ async def run_complete(settings: Settings, request: CompletionInput) -> str | No
     return result.text if result is not None else None
 
 
+def say(message: str) -> None:
+    """Write one whole ``cube: ...`` line to stderr, flushed, so it never shares a line with the result."""
+    sys.stderr.write(f"cube: {message}\n")
+    sys.stderr.flush()
+
+
+def print_result(text: str) -> None:
+    """Write the result on lines of its own: stderr first flushed, then the text ending in a newline."""
+    sys.stderr.flush()
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
+
+
+class _StderrLines(logging.Handler):
+    """Write each log record as one whole ``cube: LEVEL: ...`` line, through :func:`say`."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # The attestor logs its own verdict; `cube` reports that verdict itself, once.
+        if not str(record.msg).startswith(("attestation.verified", "attestation.failed")):
+            say(f"{record.levelname}: {record.getMessage()}")
+
+
+def configure_logging() -> None:
+    """Route library warnings to stderr as whole ``cube:`` lines, instead of logging's bare lastResort."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _StderrLines)]:
+        root.removeHandler(handler)  # main() may run more than once in one process (tests)
+    root.addHandler(_StderrLines(logging.WARNING))
+    root.setLevel(logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `cube` command line."""
     args = parse_arguments(argv)
+    configure_logging()
     if args.command == "attest":
         return run_attest(args)
     try:
@@ -199,19 +232,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         path, line, column = parse_location(args.location)
         request = completion_input(path, line, column, args.language)
     except CubeError as error:
-        print(f"cube: {error.message}", file=sys.stderr)
+        say(error.message)
         return EXIT_USAGE
     try:
         text = asyncio.run(run_complete(settings, request))
     except CubeError as error:
-        print(f"cube: {error.message} [{error.code}]", file=sys.stderr)
+        say(f"{error.message} [{error.code}]")
         return EXIT_PROXY
     except KeyboardInterrupt:
         return 130
     if not text:
-        print("cube: no completion at this position", file=sys.stderr)
+        say("no completion at this position")
         return EXIT_EMPTY
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    print_result(text)
     return EXIT_OK
 
 

@@ -350,7 +350,9 @@ def _endpoint(args: argparse.Namespace) -> int:
     if errors:
         raise CubeError("; ".join(e.message for e in errors), code="settings.invalid")
     status, error = asyncio.run(_attest_endpoint(settings))
+    sys.stderr.flush()  # log lines first, each whole, then the result on lines of its own
     _print_status(args, status)
+    sys.stdout.flush()
     if error is None:
         return EXIT_OK
     return EXIT_PROXY if error.code.startswith("proxy.") else EXIT_INVALID
@@ -374,5 +376,9 @@ def _print_status(args: argparse.Namespace, status: AttestationStatus) -> None:
     verdict = {"verified": "VERIFIED", "simulated": "SIMULATED (dev mode, NOT a confidential VM)"}.get(
         status.state, f"FAILED [{status.code}]"
     )
-    print(f"{verdict}: {status.message}")
+    detail = status.message
+    if status.state == "simulated" and status.measurement:
+        # The attestor's message already says SIMULATED (dev mode, ...): say it once, in the verdict.
+        detail = f"{status.product}, measurement {status.measurement[:16]}…"
+    print(f"{verdict}: {detail}")
     _print_fields({k: v for k, v in fields.items() if k not in ("message", "state") and v is not None})
