@@ -1,0 +1,112 @@
+import * as assert from "node:assert/strict";
+import { attestationHtml, attestationRows } from "../src/attestationPage";
+import { OnceNotices, StatusPayload, renderStatus } from "../src/status";
+
+const MEASUREMENT = "ab".repeat(48);
+const running = { running: true, signedIn: true };
+
+function status(attestation: StatusPayload["attestation"], extra: Partial<StatusPayload> = {}): StatusPayload {
+  return { state: "ready", message: "ready", code: null, endpoint: "https://127.0.0.1:8443", model: "m", attestation, ...extra };
+}
+
+describe("status rendering", () => {
+  it("verified: product and a short measurement, no warning colour", () => {
+    const view = renderStatus(status({ mode: "required", state: "verified", product: "Genoa", measurement: MEASUREMENT }), running);
+    assert.equal(view.kind, "verified");
+    assert.match(view.text, /Genoa ababababab/);
+    assert.ok(!view.text.includes(MEASUREMENT));
+    assert.equal(view.colour, undefined);
+    assert.ok(!/SIMULATED/.test(view.text));
+  });
+
+  it("simulated: the word SIMULATED and the warning colour, never the verified look", () => {
+    const view = renderStatus(status({ mode: "simulated", state: "simulated", product: "Milan", measurement: MEASUREMENT }), running);
+    assert.equal(view.kind, "simulated");
+    assert.match(view.text, /SIMULATED/);
+    assert.equal(view.colour, "warning");
+    assert.ok(!view.text.includes("$(shield)"));
+  });
+
+  it("failed: error colour, the hover names the failed check and what to do", () => {
+    const view = renderStatus(
+      status({ mode: "required", state: "failed", code: "attestation.measurement_mismatch", message: "measurement is X, wanted Y" }, { state: "error", code: "attestation.measurement_mismatch" }),
+      running,
+    );
+    assert.equal(view.kind, "failed");
+    assert.equal(view.colour, "error");
+    assert.match(view.tooltip, /attestation\.measurement_mismatch/);
+    assert.match(view.tooltip, /policy/);
+  });
+
+  it("an attestation error in the status without a failed attestation object is still failed", () => {
+    const view = renderStatus(status({ mode: "required", state: "unattested" }, { state: "error", code: "attestation.policy_missing", message: "no policy" }), running);
+    assert.equal(view.kind, "failed");
+    assert.match(view.tooltip, /cube\.attestation\.policy/);
+  });
+
+  it("other errors: error colour with the code", () => {
+    const view = renderStatus(status({ mode: "required", state: "verified" }, { state: "error", code: "proxy.unreachable", message: "down" }), running);
+    assert.equal(view.kind, "error");
+    assert.equal(view.colour, "error");
+    assert.match(view.text, /proxy\.unreachable/);
+  });
+
+  it("not signed in: a 401 without a session asks to sign in", () => {
+    const view = renderStatus(status(null, { state: "error", code: "proxy.unauthorized", message: "401" }), { running: true, signedIn: false });
+    assert.equal(view.kind, "notSignedIn");
+    assert.match(view.tooltip, /Sign In/);
+  });
+
+  it("not connected: the server is not running, with the reason", () => {
+    const view = renderStatus(undefined, { running: false, signedIn: false, startError: "cube-lsp was not found" });
+    assert.equal(view.kind, "notConnected");
+    assert.equal(view.colour, "error");
+    assert.match(view.tooltip, /not found/);
+  });
+
+  it("unconfigured, disabled, unattested and starting", () => {
+    assert.equal(renderStatus(status(null, { state: "unconfigured" }), running).kind, "unconfigured");
+    assert.equal(renderStatus(status(null, { state: "disabled" }), running).kind, "disabled");
+    const off = renderStatus(status({ mode: "off", state: "unattested" }), running);
+    assert.equal(off.kind, "unattested");
+    assert.equal(off.colour, "warning");
+    assert.equal(renderStatus(status({ mode: "required", state: "unattested" }), running).colour, undefined);
+    assert.equal(renderStatus(undefined, { running: false, signedIn: true }).kind, "starting");
+  });
+});
+
+describe("attestation page", () => {
+  const ctx = { policyFile: "/home/u/policy.json", receivedAt: "2026-12-03T12:00:00.000Z", nonce: "n0nce" };
+
+  it("shows every field the server reports, plus extra ones it adds later", () => {
+    const rows = new Map(
+      attestationRows(status({ mode: "simulated", state: "simulated", product: "Milan", measurement: MEASUREMENT, tcb: { snp: 22, microcode: 213 }, spkiSha256: "cafe" }), ctx),
+    );
+    assert.equal(rows.get("Measurement"), MEASUREMENT);
+    assert.equal(rows.get("Product"), "Milan");
+    assert.equal(rows.get("Simulated"), "YES");
+    assert.equal(rows.get("Endpoint"), "https://127.0.0.1:8443");
+    assert.equal(rows.get("Policy file"), "/home/u/policy.json");
+    assert.equal(rows.get("Policy result"), "passed");
+    assert.equal(rows.get("TCB"), "snp=22, microcode=213");
+    assert.equal(rows.get("spkiSha256"), "cafe");
+  });
+
+  it("has a strict CSP, no script, and escapes what the server sends", () => {
+    const html = attestationHtml(status({ mode: "required", state: "failed", code: "attestation.x", message: "<script>alert(1)</script>" }), ctx);
+    assert.match(html, /Content-Security-Policy" content="default-src 'none'; style-src 'nonce-n0nce'; img-src 'none'; script-src 'none'/);
+    assert.ok(!html.includes("<script>"));
+    assert.ok(html.includes("&lt;script&gt;"));
+  });
+});
+
+describe("errors shown once per cause", () => {
+  it("shows a cause once until cleared", () => {
+    const notices = new OnceNotices();
+    assert.equal(notices.shouldShow("proxy.unauthorized"), true);
+    assert.equal(notices.shouldShow("proxy.unauthorized"), false);
+    assert.equal(notices.shouldShow("proxy.unreachable"), true);
+    notices.clear("proxy.unauthorized");
+    assert.equal(notices.shouldShow("proxy.unauthorized"), true);
+  });
+});
