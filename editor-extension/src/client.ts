@@ -1,0 +1,253 @@
+/**
+ * Builds the server and client options and runs cube-lsp over stdio with vscode-languageclient:
+ * settings go out as initializationOptions, as the answer to `workspace/configuration` and as
+ * `workspace/didChangeConfiguration` pushes (so they apply with no restart); `cube/status` goes to
+ * the status bar. The token is in those messages only, never in a file.
+ */
+import * as fs from "node:fs";
+import * as vscode from "vscode";
+import {
+  CloseAction,
+  DidChangeConfigurationNotification,
+  ErrorAction,
+  LanguageClient,
+  LanguageClientOptions,
+  RevealOutputChannelOn,
+  ServerOptions,
+  State,
+  TransportKind,
+} from "vscode-languageclient/node";
+import { ServerCommand, resolveServerCommand } from "./serverCommand";
+import { SessionManager } from "./session";
+import { SECTION, completionEnabledFor, toServerSettings } from "./settings";
+import { StatusPayload } from "./status";
+import { StatusBar } from "./statusBar";
+
+export const STATUS_NOTIFICATION = "cube/status";
+/** The README section opened by the "How to install" action. */
+export const INSTALL_URL = "https://github.com/ultravioletrs/cube-lsp#set-up";
+const MAX_RESTARTS = 3;
+
+/**
+ * A LanguageClient whose own error pop-ups go to the log only: the extension shows one message per
+ * cause itself (start failure with "How to install", a crash that was not restarted), and the
+ * library's forced "couldn't create connection" would repeat it with a stack trace.
+ */
+class CubeLanguageClient extends LanguageClient {
+  override error(message: string, data?: unknown, _showNotification?: boolean | "force"): void {
+    super.error(message, data, false);
+  }
+}
+
+/** Starts, restarts and stops the language client; one instance per activation. */
+export class CubeClient implements vscode.Disposable {
+  private current: LanguageClient | undefined;
+  private restarts = 0;
+  private batching = false;
+  private readonly subscriptions: vscode.Disposable[] = [];
+
+  constructor(
+    readonly output: vscode.LogOutputChannel,
+    private readonly status: StatusBar,
+    private readonly session: SessionManager,
+  ) {
+    this.subscriptions.push(
+      vscode.workspace.onDidChangeConfiguration((event) => {
+        if (event.affectsConfiguration("cube.server")) {
+          void this.restart();
+        } else if (event.affectsConfiguration(SECTION)) {
+          void this.pushSettings();
+        }
+      }),
+      session.onDidChange(() => {
+        this.status.setClient({ signedIn: session.signedIn });
+        void this.pushSettings();
+      }),
+    );
+  }
+
+  /** The running client, if any (the e2e test reads it from activate's result). */
+  get client(): LanguageClient | undefined {
+    return this.current;
+  }
+
+  /** The settings cube-lsp gets now, token included. */
+  serverSettings(): Record<string, unknown> {
+    return toServerSettings(vscode.workspace.getConfiguration(SECTION), this.session.accessToken);
+  }
+
+  /** Start cube-lsp; on failure show one message with the install action and keep the extension working. */
+  async start(): Promise<void> {
+    this.status.setClient({ running: false, startError: undefined, signedIn: this.session.signedIn });
+    const command = await this.resolveCommand();
+    if (!command) {
+      this.reportStartFailure("cube-lsp was not found (not in `cube.server.command`, on PATH, or in the Python extension's interpreter).");
+      return;
+    }
+    this.output.info(`cube: starting ${command.command} (${command.source})`);
+    const client = this.build(command);
+    this.current = client;
+    try {
+      await client.start();
+      this.restarts = 0;
+      this.status.setClient({ running: true, startError: undefined });
+    } catch (error) {
+      this.current = undefined;
+      // The reason's first line only: a spawn error names the command, never code or tokens.
+      const reason = String(error instanceof Error ? error.message : error).split("\n", 1)[0];
+      this.output.error(`cube: cube-lsp did not start: ${reason}`);
+      this.reportStartFailure(`cube-lsp did not start (${command.command}): ${reason}`);
+      await client.dispose().catch(() => undefined);
+    }
+  }
+
+  /** Stop and start again (re-resolving the command, so a fixed install is picked up). */
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.start();
+  }
+
+  /** Stop the server. */
+  async stop(): Promise<void> {
+    const client = this.current;
+    this.current = undefined;
+    this.status.setClient({ running: false });
+    if (client) {
+      await client.stop().catch(() => undefined);
+    }
+  }
+
+  /** Send the current settings to a running server. */
+  async pushSettings(): Promise<void> {
+    const client = this.current;
+    if (this.batching) {
+      return;
+    }
+    if (client?.isRunning()) {
+      await client.sendNotification(DidChangeConfigurationNotification.type, { settings: { [SECTION]: this.serverSettings() } });
+    }
+  }
+
+  /** Run `change` (several settings updates) and push the result once, not one half-changed state per key. */
+  async batch(change: () => Promise<void>): Promise<void> {
+    this.batching = true;
+    try {
+      await change();
+    } finally {
+      this.batching = false;
+    }
+    await this.pushSettings();
+  }
+
+  dispose(): void {
+    for (const sub of this.subscriptions) {
+      sub.dispose();
+    }
+    void this.stop();
+  }
+
+  private reportStartFailure(message: string): void {
+    this.status.setClient({ running: false, startError: message });
+    void vscode.window.showErrorMessage(`Cube: ${message}`, "How to install", "Show Log").then((choice) => {
+      if (choice === "How to install") {
+        void vscode.env.openExternal(vscode.Uri.parse(INSTALL_URL));
+      } else if (choice === "Show Log") {
+        this.output.show();
+      }
+    });
+  }
+
+  private async resolveCommand(): Promise<ServerCommand | undefined> {
+    const config = vscode.workspace.getConfiguration(SECTION);
+    return resolveServerCommand({
+      configured: config.get<string | null>("server.command"),
+      args: config.get<string[]>("server.args") ?? [],
+      pathEnv: process.env.PATH,
+      platform: process.platform,
+      isExecutable: (file) => {
+        try {
+          fs.accessSync(file, fs.constants.X_OK);
+          return fs.statSync(file).isFile();
+        } catch {
+          return false;
+        }
+      },
+      pythonCommand: () => pythonInterpreter(),
+    });
+  }
+
+  private build(command: ServerCommand): LanguageClient {
+    // eslint-disable-next-line prefer-const -- the error handler refers to the client it belongs to
+    let client: LanguageClient;
+    let started = false;
+    const serverOptions: ServerOptions = { command: command.command, args: command.args, transport: TransportKind.stdio };
+    const clientOptions: LanguageClientOptions = {
+      documentSelector: [{ scheme: "file" }, { scheme: "untitled" }],
+      outputChannel: this.output,
+      revealOutputChannelOn: RevealOutputChannelOn.Never,
+      initializationOptions: () => ({ [SECTION]: this.serverSettings() }),
+      initializationFailedHandler: () => false,
+      errorHandler: {
+        error: () => ({ action: ErrorAction.Continue, handled: true }),
+        closed: () => {
+          if (this.current !== client || !started) {
+            // Stopped by us, or failed during start: start() reports that once.
+            return { action: CloseAction.DoNotRestart, handled: true };
+          }
+          this.status.setClient({ running: false, startError: "cube-lsp stopped" });
+          if (this.restarts < MAX_RESTARTS) {
+            this.restarts += 1;
+            return { action: CloseAction.Restart, handled: true };
+          }
+          this.reportStartFailure("cube-lsp stopped and was not restarted; run Cube: Restart Server.");
+          return { action: CloseAction.DoNotRestart, handled: true };
+        },
+      },
+      middleware: {
+        workspace: {
+          configuration: (params, token, next) => {
+            const wanted = params.items.map((item) => item.section === SECTION);
+            if (wanted.every((x) => x)) {
+              return wanted.map(() => this.serverSettings());
+            }
+            return next(params, token);
+          },
+        },
+        provideInlineCompletionItems: (document, position, context, token, next) => {
+          if (!completionEnabledFor(vscode.workspace.getConfiguration(SECTION, document), document.languageId)) {
+            return null;
+          }
+          return next(document, position, context, token);
+        },
+      },
+    };
+    client = new CubeLanguageClient("cube", "Cube", serverOptions, clientOptions);
+    client.onDidChangeState((event) => {
+      if (event.newState === State.Running) {
+        started = true;
+      }
+    });
+    client.onNotification(STATUS_NOTIFICATION, (params: StatusPayload) => {
+      this.status.setClient({ running: true, startError: undefined });
+      this.status.update(params);
+    });
+    return client;
+  }
+}
+
+/** The Python extension's interpreter command, when that extension is installed and has one. */
+async function pythonInterpreter(): Promise<string[] | undefined> {
+  const extension = vscode.extensions.getExtension("ms-python.python");
+  if (!extension) {
+    return undefined;
+  }
+  try {
+    const api = (await extension.activate()) as {
+      settings?: { getExecutionDetails?(resource?: vscode.Uri): { execCommand?: string[] } };
+    };
+    const command = api?.settings?.getExecutionDetails?.(vscode.workspace.workspaceFolders?.[0]?.uri)?.execCommand;
+    return command && command.length > 0 ? command : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,196 @@
+/**
+ * The extension's commands, declared in one table so later features (search, chat) add theirs with
+ * a few lines. Each command's id matches `contributes.commands` in package.json.
+ */
+import * as crypto from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as vscode from "vscode";
+import { attestationHtml } from "./attestationPage";
+import { AuthError, sessionFromToken, signInWithPassword } from "./auth";
+import { CubeClient } from "./client";
+import { LocalStack, clientJsonPath, readLocalStack } from "./localStack";
+import { SessionManager } from "./session";
+import { SECTION } from "./settings";
+import { StatusBar } from "./statusBar";
+import manifest from "../package.json";
+
+/** What commands work with. */
+export interface CommandContext {
+  extension: vscode.ExtensionContext;
+  client: CubeClient;
+  session: SessionManager;
+  status: StatusBar;
+  output: vscode.LogOutputChannel;
+}
+
+/** One command: its id and what it does. */
+export interface CubeCommand {
+  id: string;
+  run(ctx: CommandContext, ...args: unknown[]): unknown;
+}
+
+const OFFERED_KEY = "cube.localStackOffered";
+let attestationPanel: vscode.WebviewPanel | undefined;
+
+/** Every command of the extension. */
+export const COMMANDS: CubeCommand[] = [
+  { id: "cube.restartServer", run: (ctx) => ctx.client.restart() },
+  { id: "cube.showLog", run: (ctx) => ctx.output.show() },
+  { id: "cube.signIn", run: (ctx) => signIn(ctx) },
+  { id: "cube.signOut", run: (ctx) => signOut(ctx) },
+  { id: "cube.useLocalStack", run: (ctx) => useLocalStack(ctx, true) },
+  { id: "cube.showAttestation", run: (ctx) => showAttestation(ctx) },
+];
+
+/** Register `commands` (COMMANDS by default). */
+export function registerCommands(ctx: CommandContext, commands: CubeCommand[] = COMMANDS): vscode.Disposable[] {
+  return commands.map((command) => vscode.commands.registerCommand(command.id, (...args: unknown[]) => command.run(ctx, ...args)));
+}
+
+/** Where `cube-stack up` writes client.json on this machine. */
+export function localClientJson(): string {
+  return clientJsonPath(process.platform, process.env, os.homedir());
+}
+
+function readText(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, "utf8");
+  } catch {
+    return undefined;
+  }
+}
+
+/** Once per user: when a local stack runs and is not in use yet, offer to use it. */
+export async function offerLocalStack(ctx: CommandContext): Promise<void> {
+  if (ctx.extension.globalState.get<boolean>(OFFERED_KEY)) {
+    return;
+  }
+  const stack = readLocalStack(localClientJson(), readText);
+  if (!stack) {
+    return;
+  }
+  const endpoint = stack.settings.find(([key]) => key === "endpoint")?.[1];
+  if (vscode.workspace.getConfiguration(SECTION).get("endpoint") === endpoint) {
+    return;
+  }
+  await ctx.extension.globalState.update(OFFERED_KEY, true);
+  const choice = await vscode.window.showInformationMessage(
+    `Cube: a local cube-stack is running (${String(endpoint)}). Use it for completions?`,
+    "Use Local Stack",
+    "Not now",
+  );
+  if (choice === "Use Local Stack") {
+    await applyLocalStack(ctx, stack);
+  }
+}
+
+async function useLocalStack(ctx: CommandContext, explicit: boolean): Promise<void> {
+  const file = localClientJson();
+  const stack = readLocalStack(file, readText);
+  if (!stack) {
+    if (explicit) {
+      void vscode.window.showWarningMessage(`Cube: no local stack found (${file} is missing or unreadable). Start one with \`cube-stack up\`.`);
+    }
+    return;
+  }
+  await applyLocalStack(ctx, stack);
+}
+
+/** Write the stack's settings (user scope) and keep its token in SecretStorage; push once. */
+async function applyLocalStack(ctx: CommandContext, stack: LocalStack): Promise<void> {
+  const known = new Set(manifest.contributes.configuration.flatMap((group) => Object.keys(group.properties)));
+  const config = vscode.workspace.getConfiguration(SECTION);
+  await ctx.client.batch(async () => {
+    if (stack.token) {
+      await ctx.session.set(sessionFromToken(stack.token, "localStack"));
+    }
+    for (const [key, value] of stack.settings) {
+      if (known.has(`${SECTION}.${key}`)) {
+        await config.update(key, value, vscode.ConfigurationTarget.Global);
+      } else {
+        ctx.output.warn(`cube: local stack setting ${key} has no cube.* counterpart; skipped`);
+      }
+    }
+  });
+  ctx.output.info(`cube: using the local stack from ${stack.file}`);
+  void vscode.window.showInformationMessage("Cube: using the local cube-stack (SIMULATED attestation: for development only).");
+}
+
+async function signIn(ctx: CommandContext): Promise<void> {
+  const choice = await vscode.window.showQuickPick(
+    [
+      { label: "Email or username and password", id: "password" },
+      { label: "Paste a personal access token", id: "token" },
+    ],
+    { title: "Cube: Sign In", ignoreFocusOut: true },
+  );
+  if (!choice) {
+    return;
+  }
+  if (choice.id === "token") {
+    const token = await vscode.window.showInputBox({ title: "Cube: personal access token", password: true, ignoreFocusOut: true });
+    if (token?.trim()) {
+      await ctx.session.set(sessionFromToken(token));
+      void vscode.window.showInformationMessage("Cube: signed in with a personal access token.");
+    }
+    return;
+  }
+  const config = vscode.workspace.getConfiguration(SECTION);
+  let authUrl = config.get<string | null>("authUrl");
+  if (!authUrl) {
+    authUrl = await vscode.window.showInputBox({
+      title: "Cube: auth service URL (saved as cube.authUrl)",
+      placeHolder: "https://auth.example.com",
+      ignoreFocusOut: true,
+      validateInput: (v) => (/^https?:\/\/\S+$/.test(v) ? undefined : "an http:// or https:// URL"),
+    });
+    if (!authUrl) {
+      return;
+    }
+    await config.update("authUrl", authUrl, vscode.ConfigurationTarget.Global);
+  }
+  const username = await vscode.window.showInputBox({ title: "Cube: email or username", ignoreFocusOut: true });
+  if (!username) {
+    return;
+  }
+  const password = await vscode.window.showInputBox({ title: "Cube: password", password: true, ignoreFocusOut: true });
+  if (!password) {
+    return;
+  }
+  try {
+    const session = await vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Notification, title: "Cube: signing in..." },
+      () => signInWithPassword(fetch, authUrl, username, password),
+    );
+    await ctx.session.set(session);
+    void vscode.window.showInformationMessage("Cube: signed in.");
+  } catch (error) {
+    const message = error instanceof AuthError ? error.message : "sign-in failed; see Cube: Show Log.";
+    ctx.output.warn(`cube: sign-in failed (${error instanceof AuthError ? error.code : "unexpected"})`);
+    void vscode.window.showErrorMessage(`Cube: ${message}`);
+  }
+}
+
+async function signOut(ctx: CommandContext): Promise<void> {
+  await ctx.session.clear();
+  void vscode.window.showInformationMessage("Cube: signed out; the token was removed from this machine's secret storage.");
+}
+
+function showAttestation(ctx: CommandContext): void {
+  if (!attestationPanel) {
+    attestationPanel = vscode.window.createWebviewPanel("cube.attestation", "Cube Attestation", vscode.ViewColumn.Beside, {
+      enableScripts: false,
+      enableCommandUris: false,
+      localResourceRoots: [],
+    });
+    attestationPanel.onDidDispose(() => (attestationPanel = undefined));
+  }
+  const { status, receivedAt } = ctx.status.last;
+  attestationPanel.webview.html = attestationHtml(status, {
+    policyFile: vscode.workspace.getConfiguration(SECTION).get<string | null>("attestation.policy"),
+    receivedAt,
+    nonce: crypto.randomBytes(16).toString("base64"),
+  });
+  attestationPanel.reveal();
+}

@@ -1,0 +1,45 @@
+/** Entry point: only activate and deactivate; the parts live in client, commands, session and statusBar. */
+import * as vscode from "vscode";
+import type { LanguageClient } from "vscode-languageclient/node";
+import { CubeClient } from "./client";
+import { offerLocalStack, registerCommands } from "./commands";
+import { SessionManager } from "./session";
+import { SECTION } from "./settings";
+import { StatusBar } from "./statusBar";
+
+/** What activate returns: tests await `ready` (the first start attempt), never a timer. */
+export interface CubeApi {
+  readonly client: LanguageClient | undefined;
+  readonly ready: Promise<void>;
+  readonly statusText: () => string;
+}
+
+let cube: CubeClient | undefined;
+
+export function activate(context: vscode.ExtensionContext): CubeApi {
+  const output = vscode.window.createOutputChannel("Cube", { log: true });
+  const status = new StatusBar();
+  const session = new SessionManager(context.secrets, () => vscode.workspace.getConfiguration(SECTION).get<string | null>("authUrl"), output);
+  const client = new CubeClient(output, status, session);
+  cube = client;
+  const ctx = { extension: context, client, session, status, output };
+  context.subscriptions.push(output, status, session, client, ...registerCommands(ctx));
+  const ready = (async () => {
+    await session.load();
+    await client.start();
+    void offerLocalStack(ctx);
+  })();
+  return {
+    get client() {
+      return client.client;
+    },
+    ready,
+    statusText: () => status.text,
+  };
+}
+
+export function deactivate(): Thenable<void> | undefined {
+  const client = cube;
+  cube = undefined;
+  return client?.stop();
+}
