@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from cube_lsp.settings import Settings, to_camel
+from cube_lsp.settings import Settings, parse_settings, to_camel
 
 MANIFEST = Path(__file__).resolve().parents[2] / "editor-extension" / "package.json"
 
@@ -107,3 +107,19 @@ def test_every_contributed_setting_is_documented() -> None:
     for key, prop in _contributed().items():
         assert "default" in prop, f"cube.{key} has no default"
         assert prop.get("markdownDescription") or prop.get("description"), f"cube.{key} has no description"
+
+
+def test_the_extensions_defaults_parse_to_the_servers_defaults() -> None:
+    # What toServerSettings sends for an untouched configuration, signed out (token null).
+    raw: dict[str, Any] = {"token": None}
+    for key, prop in _contributed().items():
+        if key in EXTENSION_ONLY:
+            continue
+        *groups, leaf = key.split(".")
+        node = raw
+        for group in groups:
+            node = node.setdefault(group, {})
+        node[leaf] = prop["default"]
+    settings, errors = parse_settings(raw, environ={})
+    assert [error.code for error in errors] == []
+    assert settings == Settings()
