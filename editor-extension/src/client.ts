@@ -20,7 +20,7 @@ import {
 import { ServerCommand, resolveServerCommand } from "./serverCommand";
 import { SessionManager } from "./session";
 import { SECTION, completionEnabledFor, toServerSettings } from "./settings";
-import { StatusPayload } from "./status";
+import { OnceNotices, StatusPayload } from "./status";
 import { StatusBar } from "./statusBar";
 
 export const STATUS_NOTIFICATION = "cube/status";
@@ -44,6 +44,7 @@ export class CubeClient implements vscode.Disposable {
   private current: LanguageClient | undefined;
   private restarts = 0;
   private batching = false;
+  private readonly notices = new OnceNotices();
   private readonly subscriptions: vscode.Disposable[] = [];
 
   constructor(
@@ -90,6 +91,7 @@ export class CubeClient implements vscode.Disposable {
     try {
       await client.start();
       this.restarts = 0;
+      this.notices.clear();
       this.status.setClient({ running: true, startError: undefined });
     } catch (error) {
       this.current = undefined;
@@ -113,7 +115,9 @@ export class CubeClient implements vscode.Disposable {
     this.current = undefined;
     this.status.setClient({ running: false });
     if (client) {
-      await client.stop().catch(() => undefined);
+      // dispose, not just stop: it also drops the commands the client registered for the server
+      // (cube.acceptCompletion), so the next client can register them again.
+      await client.dispose().catch(() => undefined);
     }
   }
 
@@ -124,7 +128,11 @@ export class CubeClient implements vscode.Disposable {
       return;
     }
     if (client?.isRunning()) {
-      await client.sendNotification(DidChangeConfigurationNotification.type, { settings: { [SECTION]: this.serverSettings() } });
+      try {
+        await client.sendNotification(DidChangeConfigurationNotification.type, { settings: { [SECTION]: this.serverSettings() } });
+      } catch (error) {
+        this.output.warn(`cube: settings not sent (${error instanceof Error ? error.name : "error"})`);
+      }
     }
   }
 
@@ -148,6 +156,9 @@ export class CubeClient implements vscode.Disposable {
 
   private reportStartFailure(message: string): void {
     this.status.setClient({ running: false, startError: message });
+    if (!this.notices.shouldShow(message)) {
+      return; // already said since the last successful start; the status bar keeps saying it
+    }
     void vscode.window.showErrorMessage(`Cube: ${message}`, "How to install", "Show Log").then((choice) => {
       if (choice === "How to install") {
         void vscode.env.openExternal(vscode.Uri.parse(INSTALL_URL));
@@ -241,13 +252,30 @@ async function pythonInterpreter(): Promise<string[] | undefined> {
   if (!extension) {
     return undefined;
   }
+  const resource = vscode.workspace.workspaceFolders?.[0]?.uri;
   try {
-    const api = (await extension.activate()) as {
-      settings?: { getExecutionDetails?(resource?: vscode.Uri): { execCommand?: string[] } };
-    };
-    const command = api?.settings?.getExecutionDetails?.(vscode.workspace.workspaceFolders?.[0]?.uri)?.execCommand;
+    const api = (await extension.activate()) as PythonExtensionApi | undefined;
+    // The environments API first (current), then the older execution details (still exported).
+    const environments = api?.environments;
+    if (environments) {
+      const env = await environments.resolveEnvironment(environments.getActiveEnvironmentPath(resource));
+      const executable = env?.executable?.uri?.fsPath;
+      if (executable) {
+        return [executable];
+      }
+    }
+    const command = api?.settings?.getExecutionDetails?.(resource)?.execCommand;
     return command && command.length > 0 ? command : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** The part of the Python extension's exported API used here (ms-python.python). */
+interface PythonExtensionApi {
+  environments?: {
+    getActiveEnvironmentPath(resource?: vscode.Uri): unknown;
+    resolveEnvironment(path: unknown): Promise<{ executable?: { uri?: vscode.Uri } } | undefined>;
+  };
+  settings?: { getExecutionDetails?(resource?: vscode.Uri): { execCommand?: string[] } | undefined };
 }

@@ -22,6 +22,8 @@ export interface CommandContext {
   session: SessionManager;
   status: StatusBar;
   output: vscode.LogOutputChannel;
+  /** Open views, reused by the commands that show them. */
+  views: { attestation?: vscode.WebviewPanel };
 }
 
 /** One command: its id and what it does. */
@@ -31,7 +33,6 @@ export interface CubeCommand {
 }
 
 const OFFERED_KEY = "cube.localStackOffered";
-let attestationPanel: vscode.WebviewPanel | undefined;
 
 /** Every command of the extension. */
 export const COMMANDS: CubeCommand[] = [
@@ -178,19 +179,30 @@ async function signOut(ctx: CommandContext): Promise<void> {
 }
 
 function showAttestation(ctx: CommandContext): void {
-  if (!attestationPanel) {
-    attestationPanel = vscode.window.createWebviewPanel("cube.attestation", "Cube Attestation", vscode.ViewColumn.Beside, {
+  let panel = ctx.views.attestation;
+  if (!panel) {
+    const created = vscode.window.createWebviewPanel("cube.attestation", "Cube Attestation", vscode.ViewColumn.Beside, {
       enableScripts: false,
       enableCommandUris: false,
       localResourceRoots: [],
     });
-    attestationPanel.onDidDispose(() => (attestationPanel = undefined));
+    // The page follows the status while it is open (e.g. turns to failed when the proxy goes away).
+    const follow = ctx.status.onDidUpdate(() => renderAttestation(ctx, created));
+    created.onDidDispose(() => {
+      follow.dispose();
+      ctx.views.attestation = undefined;
+    });
+    ctx.views.attestation = panel = created;
   }
+  renderAttestation(ctx, panel);
+  panel.reveal();
+}
+
+function renderAttestation(ctx: CommandContext, panel: vscode.WebviewPanel): void {
   const { status, receivedAt } = ctx.status.last;
-  attestationPanel.webview.html = attestationHtml(status, {
+  panel.webview.html = attestationHtml(status, {
     policyFile: vscode.workspace.getConfiguration(SECTION).get<string | null>("attestation.policy"),
     receivedAt,
     nonce: crypto.randomBytes(16).toString("base64"),
   });
-  attestationPanel.reveal();
 }

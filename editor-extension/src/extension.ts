@@ -22,7 +22,7 @@ export function activate(context: vscode.ExtensionContext): CubeApi {
   const session = new SessionManager(context.secrets, () => vscode.workspace.getConfiguration(SECTION).get<string | null>("authUrl"), output);
   const client = new CubeClient(output, status, session);
   cube = client;
-  const ctx = { extension: context, client, session, status, output };
+  const ctx = { extension: context, client, session, status, output, views: {} };
   context.subscriptions.push(output, status, session, client, ...registerCommands(ctx));
   const ready = (async () => {
     await session.load();

@@ -8,6 +8,9 @@ export class StatusBar implements vscode.Disposable {
   private status: StatusPayload | undefined;
   private receivedAt: string | undefined;
   private client: ClientState = { running: false, signedIn: false };
+  private readonly updated = new vscode.EventEmitter<void>();
+  /** Fires after every redraw (the attestation page follows it). */
+  readonly onDidUpdate = this.updated.event;
 
   constructor() {
     this.item.name = "Cube attestation";
@@ -43,6 +46,7 @@ export class StatusBar implements vscode.Disposable {
   }
 
   dispose(): void {
+    this.updated.dispose();
     this.item.dispose();
   }
 
@@ -56,5 +60,6 @@ export class StatusBar implements vscode.Disposable {
         : view.colour === "warning"
           ? new vscode.ThemeColor("statusBarItem.warningBackground")
           : undefined;
+    this.updated.fire();
   }
 }
