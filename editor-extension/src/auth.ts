@@ -129,9 +129,9 @@ export async function refreshSession(fetch: Fetch, authUrl: string | null | unde
   if (!session.refreshToken) {
     throw new AuthError("auth.session_expired", "This session cannot be refreshed: sign in again.");
   }
-  const reply = await call(fetch, authUrl, "/users/tokens/refresh", {
-    Authorization: `Bearer ${session.refreshToken}`,
-  });
+  // SuperMQ (and cube-stack's auth) answer 415 to a refresh without a JSON content type.
+  const headers = { Authorization: `Bearer ${session.refreshToken}`, "Content-Type": "application/json" };
+  const reply = await call(fetch, authUrl, "/users/tokens/refresh", headers, "{}");
   if (reply.status === 400 || reply.status === 401 || reply.status === 403) {
     throw new AuthError("auth.session_expired", "Your Cube session has expired: sign in again.");
   }

@@ -108,6 +108,7 @@ describe("sign-in and refresh against the SuperMQ contract", () => {
     let auth = "";
     const fetch: Fetch = (url, init) => {
       assert.ok(url.endsWith("/users/tokens/refresh"));
+      assert.equal(init.headers["Content-Type"], "application/json");
       auth = init.headers.Authorization;
       return reply(201, { access_token: "A2" });
     };
