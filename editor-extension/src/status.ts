@@ -98,10 +98,17 @@ export function renderStatus(status: StatusPayload | undefined, client: ClientSt
   if (status.state === "unconfigured") {
     return view("unconfigured", "$(plug) Cube: not connected", "No proxy configured: set `cube.endpoint` and `cube.domain`, or run Cube: Use Local Stack.", undefined);
   }
-  if (att?.state === "failed" || (status.state === "error" && (status.code ?? "").startsWith("attestation."))) {
-    const code = att?.state === "failed" ? (att.code ?? status.code) : status.code;
-    const message = att?.state === "failed" ? (att.message ?? status.message) : status.message;
-    return view("failed", "$(error) Cube: attestation failed", `Attestation failed: ${code ?? "unknown"}\n\n${message}\n\n${adviceFor(code)}${where}`, "error");
+  const attFailed = att?.state === "failed";
+  const failedCode = attFailed ? (att?.code ?? status.code) : status.code;
+  const failedMessage = attFailed ? (att?.message ?? status.message) : status.message;
+  // The server marks attestation "failed" when it could not even reach the proxy (proxy.unreachable):
+  // that is an error to show with its reason, not a proxy that failed its checks.
+  const checkFailed = failedCode ? failedCode.startsWith("attestation.") : attFailed;
+  if (checkFailed && (attFailed || status.state === "error")) {
+    return view("failed", "$(error) Cube: attestation failed", `Attestation failed: ${failedCode ?? "unknown"}\n\n${failedMessage}\n\n${adviceFor(failedCode)}${where}`, "error");
+  }
+  if (attFailed && status.state !== "error") {
+    return view("error", `$(error) Cube: ${failedCode}`, `${failedCode}: ${failedMessage}\n\n${adviceFor(failedCode)}${where}`, "error");
   }
   if (status.state === "error") {
     if (!client.signedIn && (status.code === "proxy.unauthorized" || status.code === "attestation.token_required")) {

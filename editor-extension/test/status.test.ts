@@ -44,6 +44,18 @@ describe("status rendering", () => {
     assert.match(view.tooltip, /cube\.attestation\.policy/);
   });
 
+  it("a proxy that cannot be reached is an error with its reason, not a failed attestation", () => {
+    // What cube-lsp sends after `cube-stack up` was stopped.
+    const down = { mode: "simulated", state: "failed", code: "proxy.unreachable", message: "cannot connect to https://127.0.0.1:1: Connection refused" };
+    for (const payload of [status(down), status(down, { state: "error", code: "proxy.unreachable", message: down.message })]) {
+      const view = renderStatus(payload, running);
+      assert.equal(view.kind, "error");
+      assert.equal(view.colour, "error");
+      assert.match(view.text, /proxy\.unreachable/);
+      assert.match(view.tooltip, /Connection refused/);
+    }
+  });
+
   it("other errors: error colour with the code", () => {
     const view = renderStatus(status({ mode: "required", state: "verified" }, { state: "error", code: "proxy.unreachable", message: "down" }), running);
     assert.equal(view.kind, "error");
