@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -35,8 +34,8 @@ def _server_types(cls: type[Any], prefix: str = "") -> dict[str, Any]:
     for fld in dataclasses.fields(cls):
         key = prefix + to_camel(fld.name)
         tp = hints[fld.name]
-        if dataclasses.is_dataclass(tp) and not _is_optional(tp):
-            found.update(_server_types(tp, key + "."))  # type: ignore[arg-type]
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            found.update(_server_types(tp, key + "."))
         else:
             found[key] = tp
     return found
@@ -49,16 +48,12 @@ def _server_settings(cls: type[Any], prefix: str = "") -> dict[str, Any]:
     for fld in dataclasses.fields(cls):
         key = prefix + to_camel(fld.name)
         tp = hints[fld.name]
-        if dataclasses.is_dataclass(tp) and not _is_optional(tp):
-            found.update(_server_settings(tp, key + "."))  # type: ignore[arg-type]
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            found.update(_server_settings(tp, key + "."))
         else:
             default = fld.default if fld.default is not dataclasses.MISSING else None
             found[key] = default
     return found
-
-
-def _is_optional(tp: Any) -> bool:
-    return typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp)
 
 
 def _contributed() -> dict[str, dict[str, Any]]:
