@@ -24,8 +24,11 @@ import { OnceNotices, StatusPayload } from "./status";
 import { StatusBar } from "./statusBar";
 
 export const STATUS_NOTIFICATION = "cube/status";
-/** The README section opened by the "How to install" action. */
-export const INSTALL_URL = "https://github.com/ultravioletrs/cube-lsp#set-up";
+/**
+ * The README whose "Install cube-lsp" section the "How to install" action opens (offline): vsce
+ * stores it as readme.md in the .vsix, a checkout has README.md.
+ */
+export const INSTALL_DOCS = ["readme.md", "README.md"];
 const MAX_RESTARTS = 3;
 
 /**
@@ -48,6 +51,7 @@ export class CubeClient implements vscode.Disposable {
   private readonly subscriptions: vscode.Disposable[] = [];
 
   constructor(
+    private readonly extensionUri: vscode.Uri,
     readonly output: vscode.LogOutputChannel,
     private readonly status: StatusBar,
     private readonly session: SessionManager,
@@ -161,7 +165,10 @@ export class CubeClient implements vscode.Disposable {
     }
     void vscode.window.showErrorMessage(`Cube: ${message}`, "How to install", "Show Log").then((choice) => {
       if (choice === "How to install") {
-        void vscode.env.openExternal(vscode.Uri.parse(INSTALL_URL));
+        const doc = INSTALL_DOCS.map((name) => vscode.Uri.joinPath(this.extensionUri, name)).find((uri) => fs.existsSync(uri.fsPath));
+        if (doc) {
+          void vscode.commands.executeCommand("markdown.showPreview", doc);
+        }
       } else if (choice === "Show Log") {
         this.output.show();
       }

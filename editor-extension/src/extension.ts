@@ -20,7 +20,7 @@ export function activate(context: vscode.ExtensionContext): CubeApi {
   const output = vscode.window.createOutputChannel("Cube", { log: true });
   const status = new StatusBar();
   const session = new SessionManager(context.secrets, () => vscode.workspace.getConfiguration(SECTION).get<string | null>("authUrl"), output);
-  const client = new CubeClient(output, status, session);
+  const client = new CubeClient(context.extensionUri, output, status, session);
   cube = client;
   const ctx = { extension: context, client, session, status, output, views: {} };
   context.subscriptions.push(output, status, session, client, ...registerCommands(ctx));
