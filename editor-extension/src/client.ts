@@ -46,6 +46,8 @@ class CubeLanguageClient extends LanguageClient {
 export class CubeClient implements vscode.Disposable {
   private current: LanguageClient | undefined;
   private restarts = 0;
+  private queue: Promise<void> = Promise.resolve();
+  private waiting: Promise<void> | undefined;
   private batching = false;
   private readonly notices = new OnceNotices();
   private readonly subscriptions: vscode.Disposable[] = [];
@@ -82,7 +84,33 @@ export class CubeClient implements vscode.Disposable {
   }
 
   /** Start cube-lsp; on failure show one message with the install action and keep the extension working. */
-  async start(): Promise<void> {
+  start(): Promise<void> {
+    return this.serialized(() => this.startNow());
+  }
+
+  /**
+   * Run starts and restarts one after the other: a settings change and "Cube: Restart Server" may
+   * both restart, and overlapping ones would dispose each other's client mid-start (reported as a
+   * start failure with "How to install"). A restart asked for while one waits is that one.
+   */
+  private serialized(step: () => Promise<void>, coalesce = false): Promise<void> {
+    if (coalesce && this.waiting) {
+      return this.waiting;
+    }
+    const run = this.queue.then(async () => {
+      if (this.waiting === run) {
+        this.waiting = undefined;
+      }
+      await step();
+    });
+    if (coalesce) {
+      this.waiting = run;
+    }
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async startNow(): Promise<void> {
     this.status.setClient({ running: false, startError: undefined, signedIn: this.session.signedIn });
     const command = await this.resolveCommand();
     if (!command) {
@@ -108,9 +136,11 @@ export class CubeClient implements vscode.Disposable {
   }
 
   /** Stop and start again (re-resolving the command, so a fixed install is picked up). */
-  async restart(): Promise<void> {
-    await this.stop();
-    await this.start();
+  restart(): Promise<void> {
+    return this.serialized(async () => {
+      await this.stop();
+      await this.startNow();
+    }, true);
   }
 
   /** Stop the server. */
