@@ -1,0 +1,1 @@
+"""Semantic workspace search: files -> tree-sitter chunks -> SQLite/FTS5 + embeddings -> hybrid ranking."""
