@@ -41,9 +41,13 @@ _LANGUAGES: dict[str, LanguageInfo] = {
         LanguageInfo("rust", "tree_sitter_rust", "language", "//", (".rs",)),
         LanguageInfo("java", "tree_sitter_java", "language", "//", (".java",)),
         LanguageInfo("c", "tree_sitter_c", "language", "//", (".c", ".h")),
-        LanguageInfo("cpp", None, "", "//", (".cc", ".cpp", ".cxx", ".hpp", ".hh")),
-        LanguageInfo("csharp", None, "", "//", (".cs",)),
-        LanguageInfo("ruby", None, "", "#", (".rb",)),
+        LanguageInfo(
+            "cpp", "tree_sitter_cpp", "language", "//", (".cc", ".cpp", ".cxx", ".c++", ".hpp", ".hh", ".hxx")
+        ),
+        LanguageInfo("csharp", "tree_sitter_c_sharp", "language", "//", (".cs",)),
+        LanguageInfo("ruby", "tree_sitter_ruby", "language", "#", (".rb", ".rake", ".gemspec")),
+        LanguageInfo("php", "tree_sitter_php", "language_php", "//", (".php", ".phtml")),
+        LanguageInfo("kotlin", "tree_sitter_kotlin", "language", "//", (".kt", ".kts")),
         LanguageInfo("shellscript", None, "", "#", (".sh", ".bash")),
         LanguageInfo("lua", None, "", "--", (".lua",)),
         LanguageInfo("sql", None, "", "--", (".sql",)),
@@ -59,6 +63,10 @@ _ALIASES = {
     "ts": "typescript",
     "golang": "go",
     "c++": "cpp",
+    "c#": "csharp",
+    "cs": "csharp",
+    "rb": "ruby",
+    "kt": "kotlin",
     "sh": "shellscript",
     "bash": "shellscript",
 }
@@ -84,7 +92,14 @@ def line_comment(language_id: str) -> str:
 
 
 # Characters that open a one-line string, per language (Rust, C, Go and Java use ' for chars and lifetimes).
-_STRING_QUOTES = {"python": "\"'", "javascript": "\"'`", "typescript": "\"'`", "tsx": "\"'`"}
+_STRING_QUOTES = {
+    "python": "\"'",
+    "javascript": "\"'`",
+    "typescript": "\"'`",
+    "tsx": "\"'`",
+    "ruby": "\"'",
+    "php": "\"'",
+}
 
 
 def scan_line_end(line: str, language_id: str) -> tuple[str, bool]:
@@ -110,15 +125,25 @@ def scan_line_end(line: str, language_id: str) -> tuple[str, bool]:
 
 
 @cache
-def _parser(name: str) -> tree_sitter.Parser | None:
-    info = _LANGUAGES[name]
-    if info.module is None:
+def grammar(name: str) -> tree_sitter.Language | None:
+    """Return the tree-sitter grammar of a canonical language name; None when its wheel is missing.
+
+    A ``Language`` is immutable, so unlike a parser it may be shared between threads.
+    """
+    info = _LANGUAGES.get(name)
+    if info is None or info.module is None:
         return None
     try:
         module = importlib.import_module(info.module)
     except ImportError:
         return None
-    return tree_sitter.Parser(tree_sitter.Language(getattr(module, info.function)()))
+    return tree_sitter.Language(getattr(module, info.function)())
+
+
+@cache
+def _parser(name: str) -> tree_sitter.Parser | None:
+    language = grammar(name)
+    return tree_sitter.Parser(language) if language is not None else None
 
 
 def has_grammar(language_id: str) -> bool:
