@@ -15,7 +15,8 @@ nodes, then plain line arithmetic. The rules, in order:
 - Without a grammar: windows of lines (``kind="lines"``), cut at headings for Markdown.
 
 Every non-blank line of the file is in at least one chunk. Lines are 1-based and inclusive; ``text`` is
-the file's own lines (only a large class's skeleton has collapsed bodies).
+the file's own lines (only a large class's skeleton has collapsed bodies). Each call makes its own parser,
+so files may be chunked from worker threads.
 """
 
 from __future__ import annotations
@@ -76,6 +77,13 @@ class ChunkOptions:
     overlap_lines: int = 5  # lines repeated between consecutive windows
     window_lines: int = 40  # window size for files without a grammar
 
+    def __post_init__(self) -> None:
+        for name in ("max_chars", "max_lines", "window_lines"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ChunkOptions.{name} must be at least 1, got {getattr(self, name)}")
+        if self.overlap_lines < 0 or self.min_chars < 0:
+            raise ValueError("ChunkOptions.overlap_lines and min_chars cannot be negative")
+
 
 def chunk_source(
     path: str, text: str, language: str | None, options: ChunkOptions = ChunkOptions()
@@ -92,7 +100,11 @@ def chunk_source(
         return _chunk_lines(path, lines, options)
     source = text.encode("utf-8", "surrogatepass")
     tree = tree_sitter.Parser(language_grammar).parse(source)
+    if tree is None:
+        return _chunk_lines(path, lines, options)
     definitions = _Collector(rules, source, lines).collect(tree.root_node, _query(name, language_grammar))
+    if not definitions and tree.root_node.has_error:
+        return _chunk_lines(path, lines, options)  # not this language after all, or too broken to use
     return _Emitter(path, lines, options).emit_file(definitions)
 
 
@@ -142,13 +154,13 @@ class _Collector:
         captures = tree_sitter.QueryCursor(query).captures(root).get("definition", [])
         nodes = sorted(captures, key=lambda node: (node.start_byte, -node.end_byte))
         top: list[_Def] = []
-        stack: list[tuple[int, _Def | None]] = []  # (end byte, definition or None for skipped)
+        stack: list[tuple[int, _Def]] = []  # (end byte, definition) of the enclosing definitions
         for node in nodes:
             while stack and stack[-1][0] <= node.start_byte:
                 stack.pop()
             parent = stack[-1][1] if stack else None
-            if stack and (parent is None or parent.kind in FUNCTION_KINDS):
-                continue  # inside a function (or inside something skipped): part of that text
+            if parent is not None and parent.kind in FUNCTION_KINDS:
+                continue  # inside a function: part of that function's text
             definition = self._definition(node, parent)
             if definition is None:
                 continue

@@ -208,3 +208,24 @@ def test_cpp_out_of_class_definition_uses_the_qualified_name() -> None:
     )
     chunks = chunk_source("m.cpp", text, "cpp")
     assert "Model.score" in {chunk.symbol for chunk in chunks}
+
+
+@pytest.mark.parametrize("options", [{"max_lines": 0}, {"max_chars": 0}, {"overlap_lines": -1}])
+def test_options_out_of_range_are_refused(options: dict) -> None:
+    with pytest.raises(ValueError, match="ChunkOptions"):
+        ChunkOptions(**options)
+
+
+def test_chunks_are_in_file_order_and_hash_stably() -> None:
+    text = "import os\n\n" + _function("f", 30) + "\n" + "class C:\n" + _function("m", 30, "    ")
+    first = chunk_source("o.py", text, "python")
+    again = chunk_source("o.py", text, "python")
+    assert [c.content_hash for c in first] == [c.content_hash for c in again]
+    assert [c.start_line for c in first] == sorted(c.start_line for c in first)
+
+
+def test_a_file_that_does_not_parse_at_all_gets_line_windows() -> None:
+    text = "".join(f"<<<< {i} ]]]] ((((\n" for i in range(50))
+    chunks = chunk_source("garbage.py", text, "python")
+    assert {chunk.kind for chunk in chunks} == {"lines"}
+    _assert_covers_every_line(text, chunks)
