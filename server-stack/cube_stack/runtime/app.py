@@ -30,7 +30,7 @@ from starlette.routing import Route
 from starlette.types import Lifespan
 
 import cube_stack
-from cube_stack.runtime.embeddings import SentenceEmbedder
+from cube_stack.runtime.embeddings import EmbeddingResult, SentenceEmbedder, float32_base64
 from cube_stack.runtime.errors import BadRequestError, ModelRuntimeError, PayloadTooLargeError
 from cube_stack.runtime.llama import GenerationReport, LlamaModel
 from cube_stack.runtime.registry import GenerationStream, ModelRegistry
@@ -125,6 +125,7 @@ class _Routes:
                 "total_duration": time.perf_counter_ns() - started,
                 "load_duration": 0,
                 "prompt_eval_count": result.token_count,
+                **_truncation(result),
             }
         )
 
@@ -156,12 +157,16 @@ class _Routes:
     async def openai_embeddings(self, request: Request) -> Response:
         parsed = parse_openai_embeddings(await _read_json(request))
         result = await self.registry.embed(parsed.model, parsed.inputs)
+        encode: Callable[[list[float]], Any] = (
+            float32_base64 if parsed.encoding_format == "base64" else lambda vector: vector
+        )
         data = [
-            {"object": "embedding", "index": i, "embedding": vector}
+            {"object": "embedding", "index": i, "embedding": encode(vector)}
             for i, vector in enumerate(result.vectors)
         ]
         usage = {"prompt_tokens": result.token_count, "total_tokens": result.token_count}
-        return JSONResponse({"object": "list", "data": data, "model": parsed.model, "usage": usage})
+        document = {"object": "list", "data": data, "model": parsed.model, "usage": usage}
+        return JSONResponse(document | _truncation(result))
 
     async def _ollama_generation(
         self, request: Request, parsed: GenerateRequest, shape: Callable[[str], dict[str, Any]]
@@ -296,6 +301,15 @@ async def _read_json(request: Request) -> Any:
         raise BadRequestError("the request body nests too deeply") from exc
     reject_unpaired_surrogates(body)  # the one place every route's JSON passes through
     return body
+
+
+def _truncation(result: EmbeddingResult) -> dict[str, Any]:
+    """Say which inputs were cut to the model's input limit.
+
+    Neither Ollama nor OpenAI defines these fields, so their clients ignore them, while ours can
+    re-chunk instead of indexing half a function without knowing it.
+    """
+    return {"truncated_inputs": list(result.truncated), "max_input_tokens": result.max_tokens}
 
 
 def _ollama_head(model: str) -> dict[str, Any]:

@@ -20,13 +20,30 @@ thread and drops to ~40/s with two, because OpenMP threads contend on a loaded b
 Nothing is ever downloaded: the model directory comes from the installed package, ``HF_HUB_OFFLINE``
 and ``TRANSFORMERS_OFFLINE`` are set before sentence-transformers is imported, and it is asked for
 local files only.
+
+Long inputs: the model reads at most ``max_tokens`` word pieces per input (256 for all-MiniLM-L6-v2,
+which was trained on 128; its 512 position embeddings are there but untrained past that). With
+``truncate`` (the default, as in Ollama) the rest is cut off, and the vector describes only the start of
+the text: code tokenizes at ~3.7 characters per word piece (standard-library code: median 410 tokens per
+1500 characters), so a 1500-character chunk loses about 40 %. The cut is never silent:
+:attr:`EmbeddingResult.truncated` lists the inputs that were cut, the routes return it as
+``truncated_inputs`` next to ``max_input_tokens``, and the count is logged (never the text).
+
+Indexing speed: one ``encode`` call per request, in batches of ``batch_size`` sorted by length (so
+padding is small), outputs normalised inside torch. The thread count is process-wide in torch; unset, it
+is :func:`default_threads` (one per two cores), because on a 2-core machine a second OpenMP thread mostly
+waits on the first while the event loop, the proxy and the tokenizer need the other core.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 import json
+import logging
 import os
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,14 +57,32 @@ MINILM_DESCRIPTION = (
     "384-dimensional normalised sentence embeddings, 256 tokens per input."
 )
 MAX_INPUTS = 2048
+DEFAULT_BATCH_SIZE = 32
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class EmbeddingResult:
-    """One batch of vectors (in input order) and how many tokens the model read."""
+    """One batch of vectors (in input order), how many tokens the model read, and which inputs it cut."""
 
     vectors: list[list[float]]
     token_count: int
+    truncated: tuple[int, ...] = ()  # inputs over max_tokens, by index (embedded from their start only)
+    max_tokens: int = 0  # the model's input limit in tokens (special tokens included); 0: not stated
+
+
+def float32_base64(vector: Sequence[float]) -> str:
+    """Return ``vector`` as OpenAI's ``encoding_format: "base64"``: base64 of little-endian float32 bytes.
+
+    Exact for the model's own output: its float32 values widen to Python floats and narrow back unchanged.
+    """
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+def default_threads() -> int:
+    """Return the torch thread count used when none is configured: one per two cores, at least one."""
+    return max(1, (os.cpu_count() or 1) // 2)
 
 
 @dataclass(frozen=True)
@@ -86,9 +121,11 @@ class SentenceEmbedder:
         model_dir: Path,
         *,
         description: str = "",
-        batch_size: int = 32,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         threads: int | None = None,
+        max_tokens: int | None = None,
     ) -> None:
+        """Load ``model_dir``; unset ``threads``: :func:`default_threads`; ``max_tokens``: the model's."""
         if not (model_dir / "modules.json").is_file():
             raise ModelLoadError(
                 f"model {name!r}: {str(model_dir)!r} is not a sentence-transformers directory"
@@ -99,10 +136,7 @@ class SentenceEmbedder:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no tqdm bars in server logs
         from sentence_transformers import SentenceTransformer
 
-        if threads is not None:
-            import torch
-
-            torch.set_num_threads(threads)  # process-wide: torch has one intra-op pool
+        _set_torch_threads(default_threads() if threads is None else threads)
 
         self.name = name
         self._batch_size = batch_size
@@ -113,6 +147,10 @@ class SentenceEmbedder:
                 f"model {name!r}: sentence-transformers could not load {str(model_dir)!r}: {exc}"
             ) from exc
         self._model.eval()
+        if max_tokens is not None:
+            if max_tokens < 1:
+                raise ModelLoadError(f"model {name!r}: max_tokens must be at least 1, not {max_tokens}")
+            self._model.max_seq_length = max_tokens  # what the Transformer module truncates to
         # sentence-transformers 6 renamed get_sentence_embedding_dimension (a FutureWarning now).
         get_dimension = getattr(self._model, "get_embedding_dimension", None)
         dimension = get_dimension() if get_dimension else self._model.get_sentence_embedding_dimension()
@@ -151,6 +189,15 @@ class SentenceEmbedder:
                 f"an input is {longest} tokens; model {self.name!r} reads at most {self.max_tokens} "
                 "(send truncate: true to cut it)"
             )
+        truncated = tuple(i for i, count in enumerate(counts) if count > self.max_tokens)
+        if truncated:
+            logger.info(
+                "embedding %d inputs: %d longer than %d tokens were cut (longest %d)",
+                len(counts),
+                len(truncated),
+                self.max_tokens,
+                longest,
+            )
         vectors = self._model.encode(
             list(texts),
             batch_size=self._batch_size,
@@ -159,8 +206,10 @@ class SentenceEmbedder:
             show_progress_bar=False,
         )
         return EmbeddingResult(
-            vectors=[[float(x) for x in row] for row in vectors],
+            vectors=vectors.tolist(),  # one C-level pass; float32 -> Python float is exact
             token_count=sum(min(count, self.max_tokens) for count in counts),
+            truncated=truncated,
+            max_tokens=self.max_tokens,
         )
 
     def close(self) -> None:
@@ -171,6 +220,16 @@ class SentenceEmbedder:
 def load_minilm(name: str = MINILM_NAME, *, threads: int | None = None) -> SentenceEmbedder:
     """Load the packaged all-MiniLM-L6-v2 under ``name`` (blocking; seconds when torch is cold)."""
     return SentenceEmbedder(name, minilm_model_dir(), description=MINILM_DESCRIPTION, threads=threads)
+
+
+def _set_torch_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)  # process-wide: torch has one intra-op pool
+    # One inter-op thread: a BERT forward pass has no independent ops to overlap. torch refuses a second
+    # call (or one after parallel work began); the first setting then stays, which is fine.
+    with contextlib.suppress(RuntimeError):
+        torch.set_num_interop_threads(1)
 
 
 def _model_type(model_dir: Path) -> str:

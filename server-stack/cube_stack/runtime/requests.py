@@ -23,6 +23,8 @@ from cube_stack.runtime.names import normalize_model_name
 from cube_stack.runtime.prompts import ChatMessage, ChatPrompt, FimPrompt, Prompt, TextPrompt
 
 _ROLES = frozenset({"system", "user", "assistant", "tool"})
+# OpenAI's two encodings; the official Python client sends "base64" unless told otherwise.
+EMBEDDING_ENCODINGS = ("float", "base64")
 MAX_STOPS = 16
 
 
@@ -58,6 +60,7 @@ class EmbedRequest:
     model: str
     inputs: tuple[str, ...]
     truncate: bool = True
+    encoding_format: str = "float"  # OpenAI only: "float" (JSON numbers) or "base64" (little-endian float32)
 
 
 def reject_unpaired_surrogates(body: Any) -> None:
@@ -199,11 +202,18 @@ def parse_openai_chat(body: Any) -> GenerateRequest:
 
 
 def parse_openai_embeddings(body: Any) -> EmbedRequest:
-    """Parse ``/v1/embeddings``: ``input`` is a string or a list of strings."""
+    """Parse ``/v1/embeddings``: ``input`` is a string or a list of strings; ``encoding_format``."""
     body = require_object(body)
-    if body.get("encoding_format", "float") != "float":
-        raise BadRequestError("field 'encoding_format' must be 'float'")
-    return EmbedRequest(model=parse_model_name(body), inputs=_parse_inputs(body.get("input"), "input"))
+    encoding = body.get("encoding_format")
+    if encoding is None:
+        encoding = "float"  # OpenAI's default when the field is absent or null
+    if encoding not in EMBEDDING_ENCODINGS:
+        raise BadRequestError("field 'encoding_format' must be 'float' or 'base64'")
+    return EmbedRequest(
+        model=parse_model_name(body),
+        inputs=_parse_inputs(body.get("input"), "input"),
+        encoding_format=encoding,
+    )
 
 
 def _openai_options(body: Mapping[str, Any], *, default_max_tokens: int | None) -> SamplingOptions:
