@@ -181,15 +181,26 @@ def hybrid_search(
     path_regex = path_glob_regex(path_glob) if path_glob else None
     use_vector = query_vector is not None and options.mode != "lexical" and index.has_embeddings()
     use_lexical = options.mode != "vector"
+    lexical_ids: list[int] = []
+
+    def run_lexical() -> None:
+        match = query_terms(query)
+        found = index.lexical(match, options.candidates, options.bm25_weights, path_regex, languages)
+        lexical_ids.extend(chunk_id for chunk_id, _ in found)
+
+    vector_ids: list[int] = []
+    if use_vector and query_vector is not None:
+        # The lexical query runs on this thread while the array is scanned on the index's worker.
+        alongside = run_lexical if use_lexical else None
+        nearest = index.vector(query_vector, options.candidates, path_regex, languages, alongside=alongside)
+        vector_ids = [chunk_id for chunk_id, _ in nearest]
+    elif use_lexical:
+        run_lexical()
     lists: list[tuple[float, Sequence[int]]] = []
     if use_lexical:
-        lexical = index.lexical(
-            query_terms(query), options.candidates, options.bm25_weights, path_regex, languages
-        )
-        lists.append((options.lexical_weight, [chunk_id for chunk_id, _ in lexical]))
-    if use_vector and query_vector is not None:
-        nearest = index.vector(query_vector, options.candidates, path_regex, languages)
-        lists.append((options.vector_weight, [chunk_id for chunk_id, _ in nearest]))
+        lists.append((options.lexical_weight, lexical_ids))
+    if use_vector:
+        lists.append((options.vector_weight, vector_ids))
     fused = fuse(lists, options.rrf_k)
     if not fused:
         return []

@@ -328,3 +328,24 @@ def test_rows_missing_from_the_array_become_pending_again(tmp_path):
         stats = second.stats()
         assert (stats.embedded, stats.pending, stats.vector_rows) == (1, 2, 1)
         assert embed_all(second) == 2
+
+
+def test_vector_runs_alongside_once_on_the_calling_thread(index):
+    import threading
+
+    index.replace_file(source("a.py"), "a", [chunk("a.py", "f", "def f(): pass")])
+    embed_all(index)
+    calls = []
+
+    def alongside():
+        calls.append(threading.current_thread())
+        index.lexical('"f"', 5)  # SQL on the index's own thread while the scan runs
+
+    assert index.vector(vec(1), 5, alongside=alongside)
+    assert index.vector(vec(1), 0, alongside=alongside) == []
+    assert index.vector(vec(1), 5, languages=["go"], alongside=alongside) == []
+    assert calls == [threading.current_thread()] * 3
+    with pytest.raises(ZeroDivisionError):
+        index.vector(vec(1), 5, alongside=lambda: 1 / 0)
+    with pytest.raises(ValueError):  # a query of the wrong dimension fails in the scan thread, here
+        index.vector(np.ones(DIM + 1, np.float32), 5)
