@@ -114,6 +114,8 @@ class CubeLanguageServer(LanguageServer):
         self.engine = CompletionEngine(None, snippet_source=self._snippets)
         self.notices = ErrorNotices()
         self.acceptance = AcceptanceTracker()
+        self._applied = False  # apply_settings ran at least once
+        self._settings_errors_shown: tuple[str, ...] = ()
 
     @property
     def position_encoding(self) -> Encoding:
@@ -186,8 +188,14 @@ class CubeLanguageServer(LanguageServer):
         """Rebuild settings from file, initializationOptions and workspace configuration, then apply."""
         raw = merge_raw(merge_raw(self.base_settings, self.init_options), workspace_raw or {})
         settings, errors = parse_settings(raw)
-        if errors:
+        shown = tuple(f"{error.field}: {error.message}" for error in errors)
+        if errors and shown != self._settings_errors_shown:
             self.show_settings_errors(errors)
+        self._settings_errors_shown = shown
+        if self._applied and settings == self.settings:
+            # The same settings again (an editor pushing on every unrelated change, a second settings
+            # file): keep the client, its pinned key and its status rather than attest anew.
+            return
         await self.apply_settings(settings)
 
     def show_settings_errors(self, errors: Sequence[SettingsError]) -> None:
@@ -206,6 +214,7 @@ class CubeLanguageServer(LanguageServer):
         """Switch to new settings: a new proxy client and a reconfigured engine."""
         old_client, self.client = self.client, None
         self.settings = settings
+        self._applied = True
         self.attestation = initial_status(settings)
         if settings.endpoint and settings.domain:
             factory = partial(make_client_transport, on_status=self._attestation_reporter(settings))

@@ -36,7 +36,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
@@ -119,7 +119,13 @@ class AttestationStatus:
     product: str | None = None  # Milan | Genoa | Turin
     tcb: Mapping[str, int] | None = None  # REPORTED_TCB components
     code: str | None = None  # the failure's stable code
-    spki_sha256: str | None = None  # the key the last verdict is about
+    spki_sha256: str | None = None  # the key the last verdict is about (pinned when it passed)
+    root_of_trust: str | None = None  # "amd" (AMD's pinned ARK) or "simulated" (the policy's dev root)
+    root_fingerprint: str | None = None  # SHA-256 of the ARK the report's chain ends in
+    signer: str | None = None  # VCEK | VLEK
+    policy_file: str | None = None  # the policy the report was checked against
+    # When the verdict was reached (ISO 8601, UTC); not compared, so the same verdict again is no news.
+    verified_at: str | None = field(default=None, compare=False)
 
     @property
     def simulated(self) -> bool:
@@ -136,6 +142,12 @@ class AttestationStatus:
             "tcb": dict(self.tcb) if self.tcb is not None else None,
             "code": self.code,
             "message": self.message,
+            "root_of_trust": self.root_of_trust,
+            "root_fingerprint": self.root_fingerprint,
+            "signer": self.signer,
+            "pinned_key_sha256": self.spki_sha256 if self.state in ("verified", "simulated") else None,
+            "policy_file": self.policy_file,
+            "verified_at": self.verified_at,
         }
 
 
@@ -538,6 +550,11 @@ class Attestor:
             product=verified.product.value,
             tcb=_tcb_of(report),
             spki_sha256=key,
+            root_of_trust="amd" if not verified.simulated else "simulated",
+            root_fingerprint=verified.root_fingerprint,
+            signer=verified.signer.name,
+            policy_file=self._settings.attestation.policy,
+            verified_at=self._wall_clock_iso(),
         )
         self._set(status)
         return status
@@ -553,8 +570,14 @@ class Attestor:
                 product=report.product.value if report is not None and report.product else None,
                 tcb=_tcb_of(report) if report is not None else None,
                 code=error.code,
+                policy_file=self._settings.attestation.policy,
+                verified_at=self._wall_clock_iso(),
             )
         )
+
+    def _wall_clock_iso(self) -> str:
+        now = self._options.now() if self._options.now is not None else datetime.now(UTC)
+        return now.astimezone(UTC).isoformat(timespec="seconds")
 
     def _set(self, status: AttestationStatus) -> None:
         changed = status != self._status

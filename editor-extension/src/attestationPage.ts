@@ -15,7 +15,21 @@ export interface PageContext {
   nonce: string;
 }
 
-const KNOWN = new Set(["mode", "state", "measurement", "product", "tcb", "code", "message"]);
+const KNOWN = new Set([
+  "mode",
+  "state",
+  "measurement",
+  "product",
+  "tcb",
+  "code",
+  "message",
+  "root_of_trust",
+  "root_fingerprint",
+  "signer",
+  "pinned_key_sha256",
+  "policy_file",
+  "verified_at",
+]);
 
 /** Escape text for HTML element content and attribute values. */
 export function escapeHtml(text: string): string {
@@ -40,14 +54,18 @@ export function attestationRows(status: StatusPayload | undefined, ctx: PageCont
     ["Product", att?.product ?? "?"],
     ["Measurement", att?.measurement ?? "?"],
     ["TCB", formatTcb(att?.tcb)],
-    ["Policy file", ctx.policyFile ?? "not set"],
+    ["Policy file", text(att?.policy_file) ?? ctx.policyFile ?? "not set"],
     ["Policy result", result],
+    ["Root of trust", rootOfTrust(att?.root_of_trust, att?.root_fingerprint)],
+    ["Signed by", text(att?.signer) ?? "?"],
+    ["Pinned key (SHA-256 of the TLS key)", text(att?.pinned_key_sha256) ?? "none pinned"],
+    ["Verified at", text(att?.verified_at) ?? "not yet"],
     ["Message", att?.message ?? ""],
   ];
   if (att?.code) {
     rows.push(["Failed check", att.code]);
   }
-  // Fields the server adds later (root of trust, pinned key hash, verified at) appear without a change here.
+  // Fields a newer server adds appear without a change here.
   for (const [key, value] of Object.entries(att ?? {})) {
     if (!KNOWN.has(key) && value !== null && value !== undefined) {
       rows.push([key, typeof value === "string" ? value : JSON.stringify(value)]);
@@ -88,6 +106,22 @@ ${body}
 </body>
 </html>
 `;
+}
+
+function text(value: unknown): string | undefined {
+  return typeof value === "string" && value ? value : undefined;
+}
+
+function rootOfTrust(kind: unknown, fingerprint: unknown): string {
+  const fp = text(fingerprint);
+  const suffix = fp ? `, SHA-256 ${fp}` : "";
+  if (kind === "amd") {
+    return `AMD root key (ARK) pinned in cube-lsp${suffix}`;
+  }
+  if (kind === "simulated") {
+    return `SIMULATED root named by the policy (not AMD)${suffix}`;
+  }
+  return "?";
 }
 
 function formatTcb(tcb: Record<string, number> | null | undefined): string {

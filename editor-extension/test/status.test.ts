@@ -104,6 +104,38 @@ describe("attestation page", () => {
     assert.equal(rows.get("spkiSha256"), "cafe");
   });
 
+  it("shows the root of trust, the pinned key and when it was verified", () => {
+    const att = {
+      mode: "required",
+      state: "verified",
+      product: "Genoa",
+      measurement: MEASUREMENT,
+      root_of_trust: "amd",
+      root_fingerprint: "12".repeat(32),
+      signer: "VCEK",
+      pinned_key_sha256: "ef".repeat(32),
+      policy_file: "/srv/policy.json",
+      verified_at: "2026-12-03T17:00:00+00:00",
+    };
+    const rows = new Map(attestationRows(status(att), ctx));
+    assert.equal(rows.get("Root of trust"), `AMD root key (ARK) pinned in cube-lsp, SHA-256 ${"12".repeat(32)}`);
+    assert.equal(rows.get("Pinned key (SHA-256 of the TLS key)"), "ef".repeat(32));
+    assert.equal(rows.get("Verified at"), "2026-12-03T17:00:00+00:00");
+    assert.equal(rows.get("Signed by"), "VCEK");
+    // The policy the server used wins over the setting (they differ only while a change is in flight).
+    assert.equal(rows.get("Policy file"), "/srv/policy.json");
+    // Known fields are not repeated as raw extra rows.
+    assert.equal(rows.get("pinned_key_sha256"), undefined);
+  });
+
+  it("says SIMULATED in the root of trust and shows no pinned key before a verdict", () => {
+    const simulated = new Map(attestationRows(status({ mode: "simulated", state: "simulated", root_of_trust: "simulated" }), ctx));
+    assert.match(simulated.get("Root of trust") ?? "", /^SIMULATED root named by the policy \(not AMD\)/);
+    const unattested = new Map(attestationRows(status({ mode: "required", state: "unattested" }), ctx));
+    assert.equal(unattested.get("Pinned key (SHA-256 of the TLS key)"), "none pinned");
+    assert.equal(unattested.get("Verified at"), "not yet");
+  });
+
   it("has a strict CSP, no script, and escapes what the server sends", () => {
     const html = attestationHtml(status({ mode: "required", state: "failed", code: "attestation.x", message: "<script>alert(1)</script>" }), ctx);
     assert.match(html, /Content-Security-Policy" content="default-src 'none'; style-src 'nonce-n0nce'; img-src 'none'; script-src 'none'/);
