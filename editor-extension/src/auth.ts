@@ -74,23 +74,37 @@ export async function clearSession(secrets: SecretStore): Promise<void> {
   await secrets.delete(SESSION_KEY);
 }
 
-/** The `exp` claim of a JWT in epoch milliseconds; undefined for an opaque token (a PAT). */
-export function tokenExpiry(token: string): number | undefined {
+/** The claims of a JWT (unverified: only for timing), or undefined for an opaque token (a PAT). */
+function tokenClaims(token: string): { exp?: unknown; iat?: unknown } | undefined {
   const parts = token.split(".");
   if (parts.length !== 3) {
     return undefined;
   }
   try {
-    const claims = JSON.parse(Buffer.from(parts[1], "base64url").toString("utf8")) as { exp?: unknown };
-    return typeof claims.exp === "number" ? claims.exp * 1000 : undefined;
+    const claims: unknown = JSON.parse(Buffer.from(parts[1], "base64url").toString("utf8"));
+    return claims !== null && typeof claims === "object" ? (claims as { exp?: unknown; iat?: unknown }) : undefined;
   } catch {
     return undefined;
   }
 }
 
+/** The `exp` claim of a JWT in epoch milliseconds; undefined for an opaque token (a PAT). */
+export function tokenExpiry(token: string): number | undefined {
+  const exp = tokenClaims(token)?.exp;
+  return typeof exp === "number" ? exp * 1000 : undefined;
+}
+
+/** How long the token was issued for (exp - iat) in milliseconds, when it says. */
+function tokenLifetime(token: string): number | undefined {
+  const claims = tokenClaims(token);
+  return typeof claims?.exp === "number" && typeof claims.iat === "number" ? (claims.exp - claims.iat) * 1000 : undefined;
+}
+
 /**
  * How long to wait before refreshing `session` at time `now` (ms): undefined when it cannot or need
  * not be refreshed (no refresh token, or an access token without an expiry), 0 when it is due.
+ * The margin is at most half the token's lifetime, so a deployment with tokens shorter than the
+ * margin gets a refresh at half-life, not one refresh after another.
  */
 export function refreshDelayMs(session: Session, now: number, margin = REFRESH_MARGIN_MS): number | undefined {
   if (!session.refreshToken) {
@@ -100,7 +114,9 @@ export function refreshDelayMs(session: Session, now: number, margin = REFRESH_M
   if (expiry === undefined) {
     return undefined;
   }
-  return Math.max(0, expiry - margin - now);
+  const lifetime = tokenLifetime(session.accessToken);
+  const lead = lifetime !== undefined ? Math.min(margin, lifetime / 2) : margin;
+  return Math.max(0, expiry - lead - now);
 }
 
 /** Whether the refresh token itself has expired at `now` (then only a new sign-in helps). */

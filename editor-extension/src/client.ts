@@ -45,6 +45,8 @@ class CubeLanguageClient extends LanguageClient {
 /** Starts, restarts and stops the language client; one instance per activation. */
 export class CubeClient implements vscode.Disposable {
   private current: LanguageClient | undefined;
+  /** The command the current client was started with (command and arguments), to skip no-op restarts. */
+  private startedWith: string | undefined;
   private restarts = 0;
   private queue: Promise<void> = Promise.resolve();
   private waiting: Promise<void> | undefined;
@@ -61,7 +63,7 @@ export class CubeClient implements vscode.Disposable {
     this.subscriptions.push(
       vscode.workspace.onDidChangeConfiguration((event) => {
         if (event.affectsConfiguration("cube.server")) {
-          void this.restart();
+          void this.restartIfCommandChanged();
         } else if (event.affectsConfiguration(SECTION)) {
           void this.pushSettings();
         }
@@ -120,19 +122,37 @@ export class CubeClient implements vscode.Disposable {
     this.output.info(`cube: starting ${command.command} (${command.source})`);
     const client = this.build(command);
     this.current = client;
+    this.startedWith = commandKey(command);
     try {
       await client.start();
       this.restarts = 0;
       this.notices.clear();
       this.status.setClient({ running: true, startError: undefined });
+      // Settings written while the server was starting (Use Local Stack right after a restart) missed
+      // the initialize request; send what holds now (cube-lsp ignores a push that changes nothing).
+      await this.pushSettings();
     } catch (error) {
       this.current = undefined;
+      this.startedWith = undefined;
       // The reason's first line only: a spawn error names the command, never code or tokens.
       const reason = String(error instanceof Error ? error.message : error).split("\n", 1)[0];
       this.output.error(`cube: cube-lsp did not start: ${reason}`);
-      this.reportStartFailure(`cube-lsp did not start (${command.command}): ${reason}`);
+      const what = reason.includes(command.command) ? "" : ` (${command.command})`;
+      this.reportStartFailure(`cube-lsp did not start${what}: ${reason}`);
       await client.dispose().catch(() => undefined);
     }
+  }
+
+  /**
+   * A `cube.server.*` setting changed: restart only when it changes the command that runs, so that the
+   * same value written to a second settings scope (user and machine) does not restart twice.
+   */
+  private async restartIfCommandChanged(): Promise<void> {
+    const command = await this.resolveCommand();
+    if (this.current && command && commandKey(command) === this.startedWith) {
+      return;
+    }
+    await this.restart();
   }
 
   /** Stop and start again (re-resolving the command, so a fixed install is picked up). */
@@ -147,6 +167,7 @@ export class CubeClient implements vscode.Disposable {
   async stop(): Promise<void> {
     const client = this.current;
     this.current = undefined;
+    this.startedWith = undefined;
     this.status.setClient({ running: false });
     if (client) {
       // dispose, not just stop: it also drops the commands the client registered for the server
@@ -281,6 +302,10 @@ export class CubeClient implements vscode.Disposable {
     });
     return client;
   }
+}
+
+function commandKey(command: ServerCommand): string {
+  return JSON.stringify([command.command, ...command.args]);
 }
 
 /** The Python extension's interpreter command, when that extension is installed and has one. */

@@ -66,6 +66,13 @@ describe("token refresh timing", () => {
     assert.equal(refreshDelayMs({ kind: "password", accessToken: access, refreshToken: "r" }, now + 9_999_999), 0);
   });
 
+  it("refreshes a token shorter-lived than the margin at half-life, not in a loop", () => {
+    const short = jwt({ iat: now / 1000, exp: now / 1000 + 4 });
+    assert.equal(refreshDelayMs({ kind: "password", accessToken: short, refreshToken: "r" }, now), 2000);
+    const long = jwt({ iat: now / 1000, exp: now / 1000 + 3600 });
+    assert.equal(refreshDelayMs({ kind: "password", accessToken: long, refreshToken: "r" }, now), 3_600_000 - REFRESH_MARGIN_MS);
+  });
+
   it("never refreshes a token without a refresh token or expiry (PAT, local stack)", () => {
     assert.equal(refreshDelayMs({ kind: "token", accessToken: access }, now), undefined);
     assert.equal(refreshDelayMs({ kind: "password", accessToken: "pat_x", refreshToken: "r" }, now), undefined);
