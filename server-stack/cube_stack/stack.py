@@ -29,6 +29,7 @@ import secrets
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,7 @@ class StackOptions:
     embed_model: str | None = None  # sentence-transformers directory; unset: the bundled all-MiniLM-L6-v2
     ollama_url: str | None = OLLAMA_URL  # use Ollama when it answers here; None: never
     argon2_fast: bool = False  # cheap password hashing (tests only)
+    access_token_ttl: timedelta | None = None  # unset: the auth service's default (SuperMQ's 1 h)
 
 
 @dataclass
@@ -222,12 +224,14 @@ class EmbeddedStack:
 
     def _auth_settings(self, state: StackState) -> AuthSettings:
         fast = {"argon2_time_cost": 1, "argon2_memory_kib": 8, "sqlite_synchronous": "off"}
+        ttl = {"access_token_ttl": self.options.access_token_ttl} if self.options.access_token_ttl else {}
         return AuthSettings(
             data_dir=self.options.data_dir / "auth",
             admin_username=ADMIN_USERNAME,
             admin_email=ADMIN_EMAIL,
             admin_password=state.admin_password,
             **(fast if self.options.argon2_fast else {}),  # type: ignore[arg-type]
+            **ttl,  # type: ignore[arg-type]
         )
 
     async def _serve_auth(self, service: AuthService) -> str:

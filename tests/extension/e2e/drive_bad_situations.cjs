@@ -3,9 +3,11 @@
  * tests/extension/test_vscode_bad_situations.py:
  *
  * 1. `cube.server.command` names a file that does not exist: exactly one error notification with a
- *    "How to install" action, however much one types; the editor keeps working. The test then
- *    writes the right command (`fix-command`), "Cube: Restart Server" starts cube-lsp, and with
- *    "Cube: Use Local Stack" the status bar says SIMULATED and ghost text appears.
+ *    "How to install" action, however much one types; the editor keeps working. The test then puts
+ *    a cube-lsp that exits at once at that path (`install-crashing`): after "Cube: Restart Server",
+ *    one notification again. Then it installs the real one there (`install-working`): "Cube: Restart
+ *    Server" starts it, and with "Cube: Use Local Stack" ghost text appears and the status bar says
+ *    SIMULATED, on the first keystroke (nothing else restarts the server).
  * 2. The test writes `cube.completion.debounceMs: "fast"` (`bad-setting`): one message naming the
  *    field, and completions keep working on the default.
  *
@@ -66,25 +68,27 @@ drive(async (page) => {
   await page.locator(".tabs-container .tab", { hasText: cfg.file }).first().click();
   await editor.waitFor({ state: "visible", timeout: T });
 
-  // Fixed: the right command in settings.json, then Cube: Restart Server.
-  await ask("fix-command");
+  // Crashing at start: the test puts a cube-lsp there that exits at once; Cube: Restart Server.
+  await ask("install-crashing");
+  await runCommand(page, "Cube: Restart Server");
+  const crashed = toasts(page, "How to install");
+  await crashed.first().waitFor({ timeout: T });
+  const moreTyping = "\nvalue = 3  # typed while cube-lsp crashes at start";
+  await toEnd(page, editor);
+  await page.keyboard.type(moreTyping, { delay: 10 });
+  await extensionHostCaughtUp(page);
+  emit("crashed", { toasts: await toastTexts(page, "How to install"), status: await statusItem(page).innerText(), editor: await editorText(page) });
+  await crashed.first().locator(".codicon-notifications-clear, .codicon-close").first().click();
+
+  // Fixed: the test installs the real cube-lsp at that path; Cube: Restart Server is the only restart.
+  await ask("install-working");
   await runCommand(page, "Cube: Restart Server");
   await runCommand(page, "Cube: Use Local Stack");
   await toasts(page, "using the local cube-stack").first().waitFor({ timeout: T });
   await statusItem(page).filter({ hasText: "not attested yet" }).waitFor({ timeout: T });
   await toEnd(page, editor);
-  // Two settings files and the command each restart cube-lsp, one after the other: a keystroke
-  // that lands while a client is being replaced gets no completion (the next one does), so up to
-  // three keystrokes, each with a bounded wait.
-  for (let attempt = 1; ; attempt++) {
-    await page.keyboard.press("Enter");
-    const shown = await page
-      .waitForFunction((want) => window.__cubeGhost().includes(want), cfg.firstAnswer, { timeout: T / 2, polling: "raf" })
-      .then(() => true, () => false);
-    if (shown) break;
-    if (attempt === 3) throw new Error("no ghost text after three keystrokes once cube-lsp was fixed");
-    emit("retry-keystroke", { attempt });
-  }
+  await page.keyboard.press("Enter");
+  await waitGhost(page, "has", cfg.firstAnswer);
   await statusItem(page).filter({ hasText: "SIMULATED" }).waitFor({ timeout: T });
   emit("fixed", { status: await statusItem(page).innerText(), ghost: await page.evaluate(() => window.__cubeGhost()) });
   await page.keyboard.press("Tab");

@@ -49,8 +49,11 @@ async function waitGhost(page, predicate, want) {
   );
 }
 
-/** Run a command from the command palette by its title. */
-async function runCommand(page, title) {
+/**
+ * Run a command from the command palette by its title; with `opensInput`, the command shows a quick
+ * pick or input box of its own, so the widget stays open.
+ */
+async function runCommand(page, title, { opensInput = false } = {}) {
   await page.keyboard.press("F1");
   const input = page.locator(".quick-input-widget input");
   await input.waitFor({ state: "visible", timeout: T });
@@ -58,7 +61,26 @@ async function runCommand(page, title) {
   const row = page.locator(".quick-input-list .monaco-list-row", { hasText: title }).first();
   await row.waitFor({ state: "visible", timeout: T });
   await page.keyboard.press("Enter");
-  await page.locator(".quick-input-widget").waitFor({ state: "hidden", timeout: T });
+  if (!opensInput) {
+    await page.locator(".quick-input-widget").waitFor({ state: "hidden", timeout: T });
+  }
+}
+
+/** Answer the open quick pick by choosing the row that includes `label`. */
+async function pick(page, label) {
+  const row = page.locator(".quick-input-widget .quick-input-list .monaco-list-row", { hasText: label }).first();
+  await row.waitFor({ state: "visible", timeout: T });
+  await row.click();
+}
+
+/** Answer the open input box whose title includes `title` with `text` and Enter. */
+async function answerInput(page, title, text) {
+  const widget = page.locator(".quick-input-widget", { hasText: title });
+  await widget.waitFor({ state: "visible", timeout: T });
+  const input = widget.locator("input").first();
+  await input.fill(text);
+  await page.keyboard.press("Enter");
+  await widget.filter({ hasText: title }).waitFor({ state: "hidden", timeout: T });
 }
 
 function statusItem(page) {
@@ -135,4 +157,4 @@ function drive(body) {
   );
 }
 
-module.exports = { cfg, T, emit, ask, waitGhost, runCommand, statusItem, toasts, editorText, openWorkbench, openFile, toEnd, drive };
+module.exports = { cfg, T, emit, ask, waitGhost, runCommand, pick, answerInput, statusItem, toasts, editorText, openWorkbench, openFile, toEnd, drive };
