@@ -24,7 +24,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 from urllib.parse import quote
@@ -154,6 +154,40 @@ class CubeClient:
         if not all(isinstance(name, str) for name in names):
             raise ProxyProtocolError(f"{route} returned a model name that is not a string")
         return names
+
+    async def embed(self, texts: Sequence[str], *, model: str) -> list[list[float]]:
+        """Return one embedding per text, in order, from the proxy's embedding route.
+
+        Ollama's ``/api/embed`` (a batch in ``input``) or OpenAI's ``/v1/embeddings``; like every other
+        request it goes through the attested transport, so code is only embedded by an attested proxy.
+        """
+        if not texts:
+            return []
+        openai = self._settings.api != "ollama"
+        route = "/v1/embeddings" if openai else "/api/embed"
+        body: dict[str, Any] = {"model": model, "input": list(texts)}
+        if openai:
+            body["encoding_format"] = "float"
+        async with self._open("POST", route, body, model=model, secrets=tuple(texts)) as response:
+            raw = await self._read_body(response)
+        try:
+            data = json.loads(raw)
+            if openai:
+                rows = sorted(data["data"], key=lambda row: row["index"])
+                vectors = [row["embedding"] for row in rows]
+            else:
+                vectors = data["embeddings"]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ProxyProtocolError(f"{route} returned an unexpected body ({type(exc).__name__})") from exc
+        if not isinstance(vectors, list) or len(vectors) != len(texts):
+            raise ProxyProtocolError(f"{route} returned {_count(vectors)} embeddings for {len(texts)} inputs")
+        width = len(vectors[0]) if vectors and isinstance(vectors[0], list) else 0
+        for vector in vectors:
+            if not isinstance(vector, list) or len(vector) != width or width == 0:
+                raise ProxyProtocolError(f"{route} returned embeddings of unequal or zero width")
+            if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in vector):
+                raise ProxyProtocolError(f"{route} returned an embedding with a value that is not a number")
+        return vectors
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -301,6 +335,10 @@ class CubeClient:
                         return bytes(body[:limit])
                     raise ProxyProtocolError(f"the proxy sent a body larger than {limit} bytes")
         return bytes(body)
+
+
+def _count(value: object) -> str:
+    return str(len(value)) if isinstance(value, list) else "no list of"
 
 
 def _ollama_body(request: FimRequest) -> dict[str, Any]:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
-class SkipReason(str, Enum):
+class SkipReason(StrEnum):
     """Why the walker or the reader left a file (or a directory) out; the index status counts them."""
 
     IGNORED = "ignored"  # .gitignore / .cubeignore

@@ -6,7 +6,9 @@ own event loop, so it serves both async client tests and a cube-lsp subprocess d
 It speaks the Cube proxy's routes under ``/{domain}/``:
 
 * Ollama: ``POST api/generate``, ``POST api/chat`` (NDJSON streams), ``GET api/tags``;
-* OpenAI: ``POST v1/completions``, ``POST v1/chat/completions`` (SSE streams), ``GET v1/models``.
+* OpenAI: ``POST v1/completions``, ``POST v1/chat/completions`` (SSE streams), ``GET v1/models``;
+* embeddings: ``POST api/embed`` and ``POST v1/embeddings`` answer :func:`scripted_embedding` of each
+  input unless a rule says otherwise (recorded like every request, so tests see what was embedded).
 
 Scripting (all methods are thread-safe)::
 
@@ -36,7 +38,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hashlib
 import json
+import math
+import re
 import socket
 import ssl
 import threading
@@ -70,7 +75,11 @@ DEFAULT_DOMAIN = "test-domain"
 WAIT_LIMIT_S = 10.0  # a wait that takes this long means the test is broken, not slow
 
 Hang = Literal["no", "before_headers", "after_chunks"]
-RouteName = Literal["generate", "chat", "completions", "chat_completions", "tags", "models"]
+RouteName = Literal[
+    "generate", "chat", "completions", "chat_completions", "tags", "models", "embed", "embeddings"
+]
+#: Width of the scripted embeddings (all-MiniLM-L6-v2's, so index layouts match the real model's).
+EMBED_DIM = 384
 
 
 @dataclass(frozen=True)
@@ -524,6 +533,8 @@ class ScriptedBackend:
             ("/{domain}/v1/completions", "POST", "completions"),
             ("/{domain}/v1/chat/completions", "POST", "chat_completions"),
             ("/{domain}/v1/models", "GET", "models"),
+            ("/{domain}/api/embed", "POST", "embed"),
+            ("/{domain}/v1/embeddings", "POST", "embeddings"),
         ]
         return Starlette(
             routes=[Route(path, self._endpoint(name), methods=[method]) for path, method, name in routes],
@@ -534,7 +545,7 @@ class ScriptedBackend:
         async def endpoint(request: Request) -> Response:
             session = self._session
             recorded = await self._record(request, route, session)
-            api = "ollama" if route in ("generate", "chat", "tags") else "openai"
+            api = "ollama" if route in ("generate", "chat", "tags", "embed") else "openai"
             if request.path_params["domain"] != self.domain:
                 return _error_response(api, 404, f"domain {request.path_params['domain']!r} not found")
             if self.token is not None and recorded.bearer != self.token:
@@ -542,6 +553,8 @@ class ScriptedBackend:
             reply = session.rule(recorded) if session.rule is not None else None
             if reply is None and route in ("tags", "models"):
                 return JSONResponse(self._model_list(route))
+            if reply is None and route in ("embed", "embeddings"):
+                return _embed_response(route, recorded.json)
             if reply is None:
                 reply = self._next_reply(session)
             if reply.status != 200 and reply.hang == "no" and not reply.headers_delay:
@@ -583,6 +596,34 @@ class ScriptedBackend:
             "object": "list",
             "data": [{"id": m, "object": "model", "owned_by": "scripted"} for m in self.models],
         }
+
+
+def scripted_embedding(text: str) -> list[float]:
+    """A deterministic embedding: hashed word counts, L2-normalised (texts sharing words are close).
+
+    Not a model: it lets tests predict which chunk a query is nearest to without running one.
+    """
+    vector = [0.0] * EMBED_DIM
+    for word in re.findall(r"[a-z0-9]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", text).lower()):
+        digest = hashlib.blake2b(word.encode(), digest_size=4).digest()
+        vector[int.from_bytes(digest, "little") % EMBED_DIM] += 1.0
+    norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+    return [x / norm for x in vector]
+
+
+def _embed_response(route: RouteName, body: Any) -> JSONResponse:
+    inputs = body.get("input") if isinstance(body, dict) else None
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if not isinstance(inputs, list) or not all(isinstance(t, str) for t in inputs):
+        api = "ollama" if route == "embed" else "openai"
+        return _error_response(api, 400, "input: wanted a string or a list of strings")
+    vectors = [scripted_embedding(text) for text in inputs]
+    model = body.get("model", "")
+    if route == "embed":
+        return JSONResponse({"model": model, "embeddings": vectors})
+    data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+    return JSONResponse({"object": "list", "model": model, "data": data})
 
 
 def _error_response(api: str, status: int, message: str | None) -> JSONResponse:
