@@ -475,9 +475,9 @@ class SearchIndex:
             keep = [i for i, h in enumerate(hashes) if h in wanted and wanted.pop(h)]
             if not keep:
                 return 0
-            committed = int(self._meta("vector_rows"))
-            self._store.truncate(committed)  # a tail no commit names (an earlier failed write)
-            first = self._store.append(matrix[keep])
+            store, committed = self._committed_store()  # another process may have compacted
+            store.truncate(committed)  # a tail no commit names (an earlier failed write)
+            first = store.append(matrix[keep])
             self._conn.executemany(
                 "INSERT INTO embeddings (content_hash, row) VALUES (?, ?)",
                 [(hashes[i], first + n) for n, i in enumerate(keep)],
@@ -511,7 +511,7 @@ class SearchIndex:
         if self._conn.in_transaction:
             raise RuntimeError("compact() inside batch(): the switch to the new array must commit alone")
         with self._write():
-            total = int(self._meta("vector_rows"))
+            old, total = self._committed_store()
             live = self._conn.execute(
                 "SELECT content_hash, row FROM embeddings e"
                 " WHERE EXISTS (SELECT 1 FROM chunks c WHERE c.content_hash = e.content_hash) ORDER BY row"
@@ -521,7 +521,6 @@ class SearchIndex:
                 return False
             generation = int(self._meta("generation")) + 1
             name = f"vectors-{generation}.bin"
-            old = self._store
             old.truncate(total)
             new = old.copy_rows(self.directory / name, np.array([row for _, row in live], dtype=np.int64))
             self._conn.execute("DELETE FROM embeddings")

@@ -349,3 +349,18 @@ def test_vector_runs_alongside_once_on_the_calling_thread(index):
         index.vector(vec(1), 5, alongside=lambda: 1 / 0)
     with pytest.raises(ValueError):  # a query of the wrong dimension fails in the scan thread, here
         index.vector(np.ones(DIM + 1, np.float32), 5)
+
+
+def test_two_handles_on_one_index_survive_each_others_compaction(tmp_path):
+    # The LSP and the CLI may open the same workspace's index at once.
+    directory = tmp_path / "idx"
+    with SearchIndex(directory, MODEL, DIM) as lsp, SearchIndex(directory, MODEL, DIM) as cli:
+        for i in range(4):
+            lsp.replace_file(source(f"f{i}.py"), "x", [chunk(f"f{i}.py", f"f{i}", f"def f{i}(): {i}")])
+        embed_all(lsp)
+        cli.remove_files(["f0.py", "f1.py"])
+        assert cli.compact() is True  # lsp's array file is gone now
+        lsp.replace_file(source("g.py"), "g", [chunk("g.py", "g", "def g(): pass")])
+        assert embed_all(lsp) == 1
+        assert len(lsp.vector(vec(7), 10)) == 3
+        assert len(cli.vector(vec(7), 10)) == 3
