@@ -4,7 +4,7 @@
 COL are 1-based and count characters, as editors display them). Exit status: 0 a completion was
 printed, 1 the model had nothing to add there, 2 bad arguments or settings, 3 the proxy failed
 (attestation included: nothing is sent unless the proxy attests). ``cube attest ...`` is in
-:mod:`cube_lsp.cli_attest`.
+:mod:`cube_lsp.cli_attest`, ``cube search ...`` in :mod:`cube_lsp.cli_search`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 
 from cube_lsp import __version__
 from cube_lsp.cli_attest import ATTEST_OPTIONS, add_attest_parser, run_attest
+from cube_lsp.cli_search import add_search_parser, check_search_arguments, run_search, write_line
 from cube_lsp.completion.engine import CompletionEngine, CompletionInput
 from cube_lsp.cube.attested import AttestationStatus, make_client_transport
 from cube_lsp.cube.client import CubeClient
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     complete.add_argument("location", metavar="FILE:LINE:COL", help="1-based line and column")
     add_options(complete, _COMPLETE_OPTIONS)
     add_attest_parser(commands, add_options)
+    add_search_parser(commands, add_options)
     return parser
 
 
@@ -227,6 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     if args.command == "attest":
         return run_attest(args)
+    if args.command == "search":
+        return _main_search(args)
     try:
         settings = load_cli_settings(args)
         path, line, column = parse_location(args.location)
@@ -245,6 +249,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         say("no completion at this position")
         return EXIT_EMPTY
     print_result(text)
+    return EXIT_OK
+
+
+def _main_search(args: argparse.Namespace) -> int:
+    problem = check_search_arguments(args)
+    if problem is not None:
+        say(problem)
+        return EXIT_USAGE
+    try:
+        settings = load_cli_settings(args)
+    except CubeError as error:
+        say(error.message)
+        return EXIT_USAGE
+    try:
+        found = asyncio.run(run_search(settings, args, say, write_line))
+    except CubeError as error:
+        say(f"{error.message} [{error.code}]")
+        return EXIT_PROXY if not error.code.startswith("cli.") else EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    if not found:
+        say("no hits")
+        return EXIT_EMPTY
     return EXIT_OK
 
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
@@ -36,6 +37,8 @@ from cube_lsp.documents import Document, DocumentStore, Encoding
 from cube_lsp.errors import CubeError, SettingsError
 from cube_lsp.lsp_convert import ACCEPT_COMMAND, lsp_completion_list, lsp_inline_completion_list
 from cube_lsp.notices import AcceptanceTracker, ErrorNotices
+from cube_lsp.search.lsp_convert import SEARCH_REQUEST, parse_search_params, search_items, workspace_symbols
+from cube_lsp.search.service import SearchService
 from cube_lsp.settings import Settings, merge_raw, parse_settings
 from cube_lsp.workspace_files import WorkspaceFiles
 
@@ -45,6 +48,7 @@ STATUS_NOTIFICATION = "cube/status"
 DID_SHOW_NOTIFICATION = "cube/didShowCompletion"
 STATS_REQUEST = "cube/acceptanceStats"
 CONFIG_SECTION = "cube"
+REQUEST_FAILED = -32803  # LSP's RequestFailed: the request was valid but could not be answered
 # Time each completion may spend gathering cross-file context before the prompt goes out.
 CONTEXT_BUDGET_S = 0.03
 
@@ -115,6 +119,12 @@ class CubeLanguageServer(LanguageServer):
         self.notices = ErrorNotices()
         self.acceptance = AcceptanceTracker()
         self._applied = False  # apply_settings ran at least once
+        self.search = SearchService(
+            client=lambda: self.client,
+            report_error=self.report_cube_error,
+            status_changed=self.send_status,
+            progress=_WorkDoneProgress(self),
+        )
         self._settings_errors_shown: tuple[str, ...] = ()
 
     @property
@@ -222,6 +232,7 @@ class CubeLanguageServer(LanguageServer):
         self.engine.configure(self.client, settings.completion, settings.models.completion, api_raw=False)
         if old_client is not None:
             await old_client.aclose()
+        await self.search.configure(self.files.roots, settings)
         self.notices.succeeded()
         self.send_status()
 
@@ -234,6 +245,10 @@ class CubeLanguageServer(LanguageServer):
                 self.send_status()
 
         return report
+
+    def search_root(self) -> Path | None:
+        """Return the workspace folder search indexes (the first one), or None without a folder."""
+        return self.files.roots[0] if self.files.roots else None
 
     # ---- status and errors ------------------------------------------------------------------------
     def status_payload(self, error: CubeError | None = None) -> dict[str, Any]:
@@ -254,6 +269,7 @@ class CubeLanguageServer(LanguageServer):
             "endpoint": settings.endpoint,
             "model": settings.models.completion,
             "attestation": self.attestation.payload(),
+            "index": self.search.status(),
         }
 
     def send_status(self, error: CubeError | None = None) -> None:
@@ -298,6 +314,7 @@ def build_server(base_settings: Mapping[str, Any] | None = None) -> CubeLanguage
     @ls.feature(types.INITIALIZED)
     async def initialized(ls: CubeLanguageServer, params: types.InitializedParams) -> None:
         await ls.reload_settings(await _pull_configuration(ls))
+        await _watch_files(ls)
 
     @ls.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(
@@ -340,13 +357,104 @@ def build_server(base_settings: Mapping[str, Any] | None = None) -> CubeLanguage
     def acceptance_stats(ls: CubeLanguageServer, params: Any) -> dict[str, dict[str, int]]:
         return ls.acceptance.summary()
 
+    @ls.feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
+    def did_save(ls: CubeLanguageServer, params: types.DidSaveTextDocumentParams) -> None:
+        ls.search.files_changed([_path_of(params.text_document.uri)])
+
+    @ls.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+    def did_change_watched_files(ls: CubeLanguageServer, params: types.DidChangeWatchedFilesParams) -> None:
+        ls.search.files_changed(_path_of(change.uri) for change in params.changes)
+
+    @ls.feature(types.WORKSPACE_SYMBOL)
+    async def workspace_symbol(
+        ls: CubeLanguageServer, params: types.WorkspaceSymbolParams
+    ) -> list[types.SymbolInformation]:
+        root = ls.search_root()
+        if root is None:
+            return []
+        try:
+            hits = await ls.search.symbols(params.query)
+        except CubeError as error:
+            ls.report_cube_error(error)
+            return []
+        return workspace_symbols(hits, root)
+
+    @ls.feature(SEARCH_REQUEST)
+    async def search(ls: CubeLanguageServer, params: Any) -> dict[str, Any]:
+        try:
+            parsed = parse_search_params(params)
+            root = ls.search_root()
+            if root is None:
+                raise CubeError("cube/search: no workspace folder is open", code="search.no_workspace")
+            hits = await ls.search.search(
+                parsed.query, limit=parsed.limit, path_glob=parsed.path_glob, languages=parsed.languages
+            )
+        except CubeError as error:
+            # The answer carries the stable code; the message says what to do (attestation included).
+            raise JsonRpcException(error.message, code=REQUEST_FAILED, data={"code": error.code}) from None
+        return search_items(hits, root)
+
     @ls.feature(types.SHUTDOWN)
     async def shutdown(ls: CubeLanguageServer, params: Any) -> None:
+        await ls.search.aclose()
         await ls.engine.aclose()
         if ls.client is not None:
             await ls.client.aclose()
 
     return ls
+
+
+async def _watch_files(ls: CubeLanguageServer) -> None:
+    """Ask the client to report file changes in the workspace (for the search index), when it can."""
+    workspace = ls.client_capabilities.workspace
+    watched = workspace.did_change_watched_files if workspace else None
+    if not watched or not watched.dynamic_registration:
+        return  # didSave and the periodic rescan still keep the index fresh
+    watchers = [types.FileSystemWatcher(glob_pattern="**/*")]
+    options = types.DidChangeWatchedFilesRegistrationOptions(watchers=watchers)
+    registration = types.Registration(
+        id="cube-search-watch", method=types.WORKSPACE_DID_CHANGE_WATCHED_FILES, register_options=options
+    )
+    try:
+        await asyncio.wait_for(
+            ls.client_register_capability_async(types.RegistrationParams(registrations=[registration])), 5
+        )
+    except Exception as exc:  # the client may refuse; saves and rescans still keep the index fresh
+        log.warning("file watching not registered: %s", type(exc).__name__)
+
+
+class _WorkDoneProgress:
+    """Indexing progress as ``$/progress`` (when the client supports it), through pygls."""
+
+    def __init__(self, ls: CubeLanguageServer) -> None:
+        self._ls = ls
+        self._count = 0
+
+    def _supported(self) -> bool:
+        window = getattr(self._ls.client_capabilities, "window", None)
+        return bool(window and window.work_done_progress)
+
+    def begin(self, title: str) -> object:
+        if not self._supported():
+            return None
+        self._count += 1
+        token = f"cube-index-{self._count}"
+        progress = self._ls.work_done_progress
+        # The client answers window/workDoneProgress/create; begin is sent once it has.
+        progress.create(token, callback=lambda *_: progress.begin(
+            token, types.WorkDoneProgressBegin(title=title, cancellable=False, percentage=0)
+        ))
+        return token
+
+    def report(self, handle: object, message: str, percentage: int | None) -> None:
+        if isinstance(handle, str) and handle in self._ls.work_done_progress.tokens:
+            self._ls.work_done_progress.report(
+                handle, types.WorkDoneProgressReport(message=message, percentage=percentage)
+            )
+
+    def end(self, handle: object, message: str) -> None:
+        if isinstance(handle, str) and handle in self._ls.work_done_progress.tokens:
+            self._ls.work_done_progress.end(handle, types.WorkDoneProgressEnd(message=message))
 
 
 async def _pull_configuration(ls: CubeLanguageServer) -> Mapping[str, Any] | None:

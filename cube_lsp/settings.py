@@ -71,6 +71,17 @@ class CompletionSettings:
 
 
 @dataclass(frozen=True)
+class SearchSettings:
+    """Semantic workspace search (``cube/search``, ``workspace/symbol``)."""
+
+    enabled: bool = True  # index the workspace; false: no indexing and no embedding requests at all
+    # gitignore patterns kept out of the index on top of .gitignore, .cubeignore and the built-in deny
+    # list for secrets (which they can extend but never shrink: a "!" pattern is refused)
+    exclude: tuple[str, ...] = ()
+    rescan_interval_s: int = 600  # a full rescan this often catches changes made outside the editor
+
+
+@dataclass(frozen=True)
 class AttestationSettings:
     """How the server behind `endpoint` must prove it runs in a confidential VM."""
 
@@ -137,6 +148,7 @@ class Settings:
     api: Api = "ollama"  # wire format: Ollama /api/generate or OpenAI /v1/completions
     models: Models = field(default_factory=Models)
     completion: CompletionSettings = field(default_factory=CompletionSettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
     attestation: AttestationSettings = field(default_factory=AttestationSettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
     timeouts: Timeouts = field(default_factory=Timeouts)
@@ -183,6 +195,27 @@ def load_settings_file(path: str | Path) -> tuple[Settings, list[SettingsError]]
     return parse_settings(raw)
 
 
+def _check_search(settings: Settings, errors: list[SettingsError]) -> Settings:
+    search = settings.search
+    fixes: dict[str, Any] = {}
+    negations = [p for p in search.exclude if p.strip().startswith("!")]
+    if negations:
+        errors.append(
+            SettingsError(
+                "search.exclude",
+                f"{negations[0]!r} is a negation: exclusions extend the deny list for secrets and can "
+                "never re-include a file; remove the '!' patterns",
+            )
+        )
+        fixes["exclude"] = tuple(p for p in search.exclude if p not in negations)
+    if not 30 <= search.rescan_interval_s <= 86400:
+        errors.append(
+            SettingsError("search.rescanIntervalS", f"must be 30..86400, got {search.rescan_interval_s}")
+        )
+        fixes["rescan_interval_s"] = SearchSettings.rescan_interval_s
+    return dataclasses.replace(settings, search=dataclasses.replace(search, **fixes)) if fixes else settings
+
+
 def merge_raw(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """Deep-merge two raw settings objects; keys of ``override`` win."""
     merged: dict[str, Any] = dict(base)
@@ -195,6 +228,7 @@ def merge_raw(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str,
 
 
 def _check_invariants(settings: Settings, errors: list[SettingsError]) -> Settings:
+    settings = _check_search(settings, errors)
     comp = settings.completion
     fixes: dict[str, Any] = {}
     if comp.debounce_ms is not None and not 0 <= comp.debounce_ms <= 5000:

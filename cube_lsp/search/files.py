@@ -353,7 +353,8 @@ def _is_indexable_name(lowered_name: str) -> bool:
     return suffix in _TEXT_EXTENSIONS or language_for_path(lowered_name) is not None
 
 
-def _language(name: str) -> str | None:
+def language_of(name: str) -> str | None:
+    """Return the language id of a file name, as the walker records it (None: plain text)."""
     info = language_for_path(name)
     return info.name if info is not None else None
 
@@ -497,4 +498,4 @@ def _walk_dir(directory: Path, dir_rel: str, rules: _Rules, options: WalkOptions
         if reason is not None:
             result.skipped[reason] += 1
             continue
-        result.files.append(SourceFile(rel, st.st_size, st.st_mtime_ns, _language(name)))
+        result.files.append(SourceFile(rel, st.st_size, st.st_mtime_ns, language_of(name)))

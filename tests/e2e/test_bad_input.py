@@ -157,14 +157,17 @@ def test_log_file_never_contains_tokens_or_code(tmp_path, backend: ScriptedBacke
         assert secret not in text
 
 
-async def test_the_same_invalid_settings_pushed_again_are_reported_once(start_server, backend: ScriptedBackend):
+async def test_the_same_invalid_settings_pushed_again_are_reported_once(
+    start_server, backend: ScriptedBackend
+):
     """An editor pushes settings on every change to any of them: one message per set of errors."""
     client = await start_server(backend.settings_json())
     session = Session(client)
     invalid = {**backend.settings_json(), "completion": {"debounceMs": "fast"}}
     for _ in range(3):
         client.protocol.notify(
-            types.WORKSPACE_DID_CHANGE_CONFIGURATION, types.DidChangeConfigurationParams(settings={"cube": invalid})
+            types.WORKSPACE_DID_CHANGE_CONFIGURATION,
+            types.DidChangeConfigurationParams(settings={"cube": invalid}),
         )
     await still_answers(session, backend)  # a round trip: every push before it has been handled
     errors = [m.message for m in client.messages if m.type == types.MessageType.Error]
