@@ -6,9 +6,9 @@ nodes, then plain line arithmetic. The rules, in order:
 - A function or method is one chunk with its decorators, attributes and the comments right above it;
   definitions nested in a function stay in its text. A body over ``max_chars`` or ``max_lines`` is cut
   into windows of lines that overlap, each with the same symbol and header.
-- A class (interface, struct, impl, trait, module...) that fits is one chunk, members included. A larger
-  one becomes a skeleton chunk (the class with the bodies of its big members collapsed to ``...``) plus
-  one chunk per big member, so no text is indexed twice in bulk. Members under ``min_chars`` stay inline.
+- A class (interface, struct, impl, trait, module...) whose members are all tiny is one chunk. Otherwise
+  it becomes a skeleton chunk (the class with the bodies of its members collapsed to ``...``) plus
+  one chunk per member, so a method is found as itself. Members under ``min_chars`` stay inline.
 - Code between definitions (imports, constants, statements, tiny functions) is merged into ``module``
   chunks; a run holding a single tiny definition and nothing else keeps that definition's symbol.
 - Namespaces (C++, C#, PHP, TypeScript) only qualify the context; their members are chunked in place.
@@ -73,7 +73,7 @@ class ChunkOptions:
 
     max_chars: int = 1500  # a definition longer than this is cut into windows
     max_lines: int = 60  # ... or one with more lines than this
-    min_chars: int = 200  # definitions shorter than this merge with their neighbours
+    min_chars: int = 80  # definitions shorter than this (one-liners) merge with their neighbours
     overlap_lines: int = 5  # lines repeated between consecutive windows
     window_lines: int = 40  # window size for files without a grammar
 
@@ -394,7 +394,11 @@ class _Emitter:
     def _emit_definition(self, definition: _Def) -> None:
         rows = list(range(definition.start, definition.end + 1))
         header = self._header(definition.context, definition.signature)
-        if definition.kind in CLASS_KINDS and definition.children and not self._fits(rows):
+        # A class with members of some size is always its outline plus one chunk per member, even when
+        # it would fit whole: a search for what a method does should land on that method.
+        if definition.kind in CLASS_KINDS and definition.children and (
+            not self._fits(rows) or any(not self._is_small(m) for m in _flatten(definition.children))
+        ):
             self._emit_skeleton(definition, header)
             return
         for window in self._windows(rows, self.options.max_lines, self.options.max_chars):
