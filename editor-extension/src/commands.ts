@@ -10,6 +10,7 @@ import { attestationHtml } from "./attestationPage";
 import { AuthError, sessionFromToken, signInWithPassword } from "./auth";
 import { CubeClient } from "./client";
 import { LocalStack, clientJsonPath, readLocalStack } from "./localStack";
+import { searchWorkspace } from "./search";
 import { SessionManager } from "./session";
 import { SECTION } from "./settings";
 import { StatusBar } from "./statusBar";
@@ -42,6 +43,7 @@ export const COMMANDS: CubeCommand[] = [
   { id: "cube.signOut", run: (ctx) => signOut(ctx) },
   { id: "cube.useLocalStack", run: (ctx) => useLocalStack(ctx, true) },
   { id: "cube.showAttestation", run: (ctx) => showAttestation(ctx) },
+  { id: "cube.searchWorkspace", run: (ctx) => searchWorkspace(ctx) },
 ];
 
 /** Register `commands` (COMMANDS by default). */

@@ -24,6 +24,33 @@ export interface StatusPayload {
   endpoint?: string | null;
   model?: string | null;
   attestation?: AttestationPayload | null;
+  /** The search index (SearchService.status in cube_lsp/search/service.py). */
+  index?: IndexPayload | null;
+}
+
+/** The `index` object of `cube/status`. */
+export interface IndexPayload {
+  state: "off" | "none" | "indexing" | "ready" | "error" | string;
+  files?: number;
+  chunks?: number;
+  embedded?: number;
+  pending?: number;
+  code?: string;
+}
+
+/** One line for the tooltip about the search index, or "" when search is off. */
+export function describeIndex(index: IndexPayload | null | undefined): string {
+  if (!index || index.state === "off" || index.state === "none") {
+    return "";
+  }
+  if (index.state === "indexing") {
+    return "Search index: indexing the workspace...";
+  }
+  if (index.state === "error") {
+    return `Search index: stopped (${index.code ?? "error"}); search answers from what is indexed.`;
+  }
+  const pending = index.pending ? `, ${index.pending} chunks waiting for embeddings` : "";
+  return `Search index: ${index.files ?? 0} files, ${index.chunks ?? 0} chunks${pending}.`;
 }
 
 /** What the extension knows besides the server's last status. */
@@ -81,6 +108,16 @@ export function adviceFor(code: string | null | undefined): string {
 
 /** Turn the last `cube/status` (if any) and the client's own state into the status bar item. */
 export function renderStatus(status: StatusPayload | undefined, client: ClientState): StatusView {
+  const view = renderAttestation(status, client);
+  const index = status && client.running ? describeIndex(status.index) : "";
+  if (!index) {
+    return view;
+  }
+  const spinning = status?.index?.state === "indexing" ? " $(sync~spin)" : "";
+  return { ...view, text: view.text + spinning, tooltip: `${view.tooltip}\n\n${index}` };
+}
+
+function renderAttestation(status: StatusPayload | undefined, client: ClientState): StatusView {
   if (!client.running) {
     if (client.startError) {
       return view("notConnected", "$(debug-disconnect) Cube: not connected", `cube-lsp is not running: ${client.startError}`, "error");

@@ -154,3 +154,27 @@ describe("errors shown once per cause", () => {
     assert.equal(notices.shouldShow("proxy.unauthorized"), true);
   });
 });
+
+describe("search index in the status bar", () => {
+  const base = { mode: "simulated", state: "simulated", measurement: MEASUREMENT };
+
+  it("spins while indexing and says so in the hover, keeping the attestation state", () => {
+    const view = renderStatus(status(base, { index: { state: "indexing" } }), running);
+    assert.match(view.text, /SIMULATED .*\$\(sync~spin\)$/);
+    assert.match(view.tooltip, /Search index: indexing the workspace/);
+    assert.equal(view.colour, "warning");
+  });
+
+  it("counts files and chunks when ready, and names the code when stopped", () => {
+    const ready = renderStatus(status(base, { index: { state: "ready", files: 12, chunks: 80, pending: 0 } }), running);
+    assert.ok(!ready.text.includes("sync~spin"));
+    assert.match(ready.tooltip, /Search index: 12 files, 80 chunks\./);
+    const stopped = renderStatus(status(base, { index: { state: "error", code: "attestation.measurement_mismatch" } }), running);
+    assert.match(stopped.tooltip, /stopped \(attestation\.measurement_mismatch\)/);
+  });
+
+  it("says nothing about search when it is off", () => {
+    const view = renderStatus(status(base, { index: { state: "off" } }), running);
+    assert.ok(!view.tooltip.includes("Search index"));
+  });
+});

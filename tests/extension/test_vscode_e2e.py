@@ -39,6 +39,18 @@ from tests.extension.vscode_harness import (
 from tests.support.scripted_backend import ScriptedBackend
 
 KEYSTROKES = 20
+TOKENS = '''"""Tokens of the auth service."""
+
+
+class Session:
+    """A signed-in user."""
+
+    def refresh_access_token(self, client):
+        """Ask the auth service for a new access token before this one expires."""
+        reply = client.post("/users/tokens/refresh", headers={"Authorization": self.refresh_token})
+        self.access_token = reply["access_token"]
+        return self.access_token
+'''
 DRIVER_TIMEOUT_S = 150
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -72,9 +84,10 @@ def _percentile(samples: list[float], q: float) -> float:
 
 def test_vscode_ghost_text_tab_status_attestation_and_stack_down(tmp_path: Path, vscode_build: Build) -> None:
     timings = dict(vscode_build.timings)
-    files = {"demo.py": "def add(a, b):"}
+    files = {"demo.py": "def add(a, b):", "auth/tokens.py": TOKENS}
     vscode = prepare_vscode(tmp_path, vscode_build, {"cube.server.command": CUBE_LSP}, files)
-    backend = ScriptedBackend(domain=RUNTIME_DOMAIN)
+    # An embedding model among the runtime's models: the stack offers it, so search embeds through it.
+    backend = ScriptedBackend(domain=RUNTIME_DOMAIN, models=("qwen2.5-coder:1.5b", "nomic-embed-text"))
     with backend:
         backend.rule = answer
         stack = StackThread(vscode.stack_options(backend.url))
@@ -85,6 +98,8 @@ def test_vscode_ghost_text_tab_status_attestation_and_stack_down(tmp_path: Path,
                 timings["code-server listening"] = listen_s
                 config = {"url": url, "file": "demo.py", "firstAnswer": FIRST_ANSWER}
                 config["keystrokes"] = KEYSTROKES
+                config |= {"searchQuery": "ask the auth service for a new access token"}
+                config |= {"searchSymbol": "Session.refresh_access_token", "searchFile": "tokens.py"}
                 handlers = {"stop-stack": lambda _: stack.stop()}
                 events = drive(vscode, "drive_vscode.cjs", config, handlers, DRIVER_TIMEOUT_S)
         finally:
@@ -96,6 +111,12 @@ def test_vscode_ghost_text_tab_status_attestation_and_stack_down(tmp_path: Path,
     assert FIRST_ANSWER in events["accepted"]["text"]
     assert events["attestation"]["measurement"] == measurement
     assert events["attestation"]["simulated"] == "YES"
+    found = events["search"]
+    top = found["rows"][0]
+    assert top.startswith("Session.refresh_access_token") and "auth/tokens.py:7" in top, found
+    assert found["tab"].startswith("tokens") and found["cursor"].startswith("Ln 7,"), found
+    embedded = [r for r in backend.requests if r.route == "embed"]
+    assert any("refresh_access_token" in text for r in embedded for text in r.json["input"])
     stopped = events["stopped"]
     assert re.search(r"Cube: [a-z]+\.[a-z_]+", stopped["status"]), stopped  # the reason's code is shown
     samples = events["latency"]["samples"]
@@ -105,5 +126,5 @@ def test_vscode_ghost_text_tab_status_attestation_and_stack_down(tmp_path: Path,
     if os.environ.get("CUBE_UPDATE_SCREENSHOTS") == "1":  # the README's pictures, refreshed on request only
         docs = ROOT / "docs" / "images"
         docs.mkdir(parents=True, exist_ok=True)
-        for name in ("ghost-text.png", "attestation.png"):
+        for name in ("ghost-text.png", "attestation.png", "search.png"):
             shutil.copyfile(ARTIFACTS / name, docs / f"vscode-{name}")

@@ -209,6 +209,7 @@ def prepare_vscode(
     for folder in (home, user_data / "User", user_data / "Machine", extensions, workspace, xdg_data):
         folder.mkdir(parents=True)
     for name, text in files.items():
+        (workspace / name).parent.mkdir(parents=True, exist_ok=True)
         (workspace / name).write_text(text, encoding="utf-8")
     env = {**os.environ, "PATH": build.tools["PATH"], "HOME": str(home), "XDG_DATA_HOME": str(xdg_data)}
     env.pop("CUBE_TOKEN", None)

@@ -1,7 +1,8 @@
 /**
  * Drives code-server (a real VS Code in the browser) through headless Chromium with playwright-core,
  * for tests/extension/test_vscode_e2e.py: opens a Python file, runs "Cube: Use Local Stack", checks
- * ghost text, Tab, the status bar, "Cube: Show Attestation", and measures keystroke-to-ghost-text.
+ * ghost text, Tab, the status bar, "Cube: Show Attestation", "Cube: Search Workspace" (type a query,
+ * open the result), and measures keystroke-to-ghost-text.
  *
  * Input: the JSON in $CUBE_E2E (see the test). Output: one `@@ {json}` line per event on stdout; the
  * test answers the `stop-stack` event with one line on stdin once the stack is down (vscode_page.cjs).
@@ -9,7 +10,7 @@
  */
 "use strict";
 const path = require("node:path");
-const { cfg, T, emit, ask, waitGhost, runCommand, statusItem, toasts, editorText, openWorkbench, openFile, toEnd, drive } = require("./vscode_page.cjs");
+const { cfg, T, emit, ask, waitGhost, runCommand, answerInput, statusItem, toasts, editorText, openWorkbench, openFile, toEnd, drive } = require("./vscode_page.cjs");
 
 drive(async (page) => {
   await openWorkbench(page);
@@ -71,6 +72,26 @@ drive(async (page) => {
   const simulatedRow = (await webview.locator('tr:has(th:text-is("Simulated")) td').innerText()).trim();
   await page.screenshot({ path: path.join(cfg.artifacts, "attestation.png") });
   emit("attestation", { measurement, simulated: simulatedRow });
+
+  // Search: a QuickPick fed by cube/search as one types; Enter opens the location.
+  await runCommand(page, "Cube: Search Workspace", { opensInput: true });
+  const searchBox = page.locator(".quick-input-widget", { hasText: "Cube: Search Workspace" });
+  await searchBox.waitFor({ state: "visible", timeout: T });
+  await searchBox.locator("input").first().pressSequentially(cfg.searchQuery, { delay: 15 });
+  const row = searchBox.locator(".quick-input-list .monaco-list-row", { hasText: cfg.searchSymbol }).first();
+  await row.waitFor({ state: "visible", timeout: T });
+  const rows = (await searchBox.locator(".quick-input-list .monaco-list-row").allInnerTexts()).map((t) => t.replace(/\s+/g, " ").trim());
+  await page.screenshot({ path: path.join(cfg.artifacts, "search.png") });
+  await row.click();
+  const opened = page.locator(`.monaco-editor[data-uri$="${cfg.searchFile}"]`);
+  await opened.waitFor({ state: "visible", timeout: T });
+  const cursor = page.locator(".statusbar-item", { hasText: /Ln \d+, Col \d+/ }).first();
+  await cursor.waitFor({ timeout: T });
+  const tab = page.locator(`.tabs-container .tab.active[data-resource-name="${cfg.searchFile}"]`).first();
+  await tab.waitFor({ timeout: T });
+  emit("search", { rows, tab: (await tab.innerText()).trim(), cursor: (await cursor.innerText()).trim() });
+  await page.locator(".tabs-container .tab", { hasText: cfg.file }).first().click();
+  await editor.waitFor({ state: "visible", timeout: T });
 
   // Stop the stack (the test does it), then type again: the status bar must turn to an error.
   await ask("stop-stack");
