@@ -71,8 +71,10 @@ _FUNCTION_VALUES = frozenset({"arrow_function", "function_expression", "function
 class ChunkOptions:
     """Sizes of chunks; the defaults suit an embedding model with a 256-512 token window."""
 
-    max_chars: int = 1500  # a definition longer than this is cut into windows
-    max_lines: int = 60  # ... or one with more lines than this
+    # a definition longer than this is cut into windows: all-MiniLM-L6-v2 reads 256 tokens (about 900
+    # characters of code) and silently drops the rest, so a longer chunk is only partly embedded
+    max_chars: int = 900
+    max_lines: int = 40  # ... or one with more lines than this
     min_chars: int = 80  # definitions shorter than this (one-liners) merge with their neighbours
     overlap_lines: int = 5  # lines repeated between consecutive windows
     window_lines: int = 40  # window size for files without a grammar

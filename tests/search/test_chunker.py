@@ -76,7 +76,7 @@ def test_large_body_is_cut_into_overlapping_windows_with_the_same_symbol_and_hea
 def test_long_lines_never_make_windows_crawl() -> None:
     line = "    x = '" + "a" * 400 + "'\n"  # three lines fill a window of 1500 characters
     text = "def wide():\n" + line * 60
-    chunks = chunk_source("w.py", text, "python")
+    chunks = chunk_source("w.py", text, "python", ChunkOptions(max_chars=1500))
     assert len(chunks) <= 31  # each window moves on by at least half its lines
     _assert_covers_every_line(text, chunks)
 
