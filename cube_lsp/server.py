@@ -424,11 +424,18 @@ async def _watch_files(ls: CubeLanguageServer) -> None:
 
 
 class _WorkDoneProgress:
-    """Indexing progress as ``$/progress`` (when the client supports it), through pygls."""
+    """Indexing progress as ``$/progress`` (when the client supports it), through pygls.
+
+    ``begin`` may only follow the client's answer to ``window/workDoneProgress/create``; an update that
+    ends before that answer must still end the progress after its begin, or the client shows
+    "indexing" for ever.
+    """
 
     def __init__(self, ls: CubeLanguageServer) -> None:
         self._ls = ls
         self._count = 0
+        self._begun: set[str] = set()
+        self._ended_early: dict[str, str] = {}
 
     def _supported(self) -> bool:
         window = getattr(self._ls.client_capabilities, "window", None)
@@ -440,21 +447,30 @@ class _WorkDoneProgress:
         self._count += 1
         token = f"cube-index-{self._count}"
         progress = self._ls.work_done_progress
-        # The client answers window/workDoneProgress/create; begin is sent once it has.
-        progress.create(token, callback=lambda *_: progress.begin(
-            token, types.WorkDoneProgressBegin(title=title, cancellable=False, percentage=0)
-        ))
+
+        def created(*_: object) -> None:
+            progress.begin(token, types.WorkDoneProgressBegin(title=title, cancellable=False, percentage=0))
+            self._begun.add(token)
+            if token in self._ended_early:
+                self.end(token, self._ended_early.pop(token))
+
+        progress.create(token, callback=created)
         return token
 
     def report(self, handle: object, message: str, percentage: int | None) -> None:
-        if isinstance(handle, str) and handle in self._ls.work_done_progress.tokens:
+        if isinstance(handle, str) and handle in self._begun:
             self._ls.work_done_progress.report(
                 handle, types.WorkDoneProgressReport(message=message, percentage=percentage)
             )
 
     def end(self, handle: object, message: str) -> None:
-        if isinstance(handle, str) and handle in self._ls.work_done_progress.tokens:
-            self._ls.work_done_progress.end(handle, types.WorkDoneProgressEnd(message=message))
+        if not isinstance(handle, str):
+            return
+        if handle not in self._begun:
+            self._ended_early[handle] = message  # sent right after the begin
+            return
+        self._begun.discard(handle)
+        self._ls.work_done_progress.end(handle, types.WorkDoneProgressEnd(message=message))
 
 
 async def _pull_configuration(ls: CubeLanguageServer) -> Mapping[str, Any] | None:

@@ -310,18 +310,19 @@ class WorkspaceSearch:
 
 
 class _Progress:
-    """Calls the progress callback at most every 100 ms (and always for the first and last phase)."""
+    """Calls the progress callback at most every 100 ms, and always for the first report of a phase."""
 
     def __init__(self, callback: ProgressCallback | None) -> None:
         self._callback = callback
         self._last = 0.0
+        self._phase = ""
 
     def say(self, progress: IndexProgress) -> None:
         if self._callback is None:
             return
         now = time.monotonic()
-        if progress.phase in ("scanning", "done") or now - self._last >= 0.1:
-            self._last = now
+        if progress.phase != self._phase or progress.phase == "done" or now - self._last >= 0.1:
+            self._last, self._phase = now, progress.phase
             self._callback(progress)
 
 

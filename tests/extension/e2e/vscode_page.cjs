@@ -83,8 +83,9 @@ async function answerInput(page, title, text) {
   await widget.filter({ hasText: title }).waitFor({ state: "hidden", timeout: T });
 }
 
+/** The extension's own status bar item (id `cube.status`), not the language client's progress item. */
 function statusItem(page) {
-  return page.locator(".statusbar-item", { hasText: "Cube" }).first();
+  return page.locator('.statusbar-item[id$="cube.status"]').first();
 }
 
 /** The notification toasts whose text includes `text`. */
