@@ -108,10 +108,8 @@ async def run_search(
                 skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(report.skipped.items()))
                 say(f"indexed {report.files_seen} files; skipped {skipped}")
             found = 0
-            for query in queries:
-                hits = await search.search(
-                    query, limit=args.limit, path_glob=args.path_glob, languages=args.languages
-                )
+            filters = {"path_glob": args.path_glob, "languages": args.languages}
+            for hits in await search.search_many(queries, limit=args.limit, **filters):
                 found += len(hits)
                 if args.search_json:
                     write(json.dumps([hit_json(hit) for hit in hits]))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from cube_lsp.search.engine import SearchOptions
 from tests.support.scripted_backend import Reply, ScriptedBackend
 
 FUNCTION = '''
@@ -152,6 +153,6 @@ def test_killed_indexer_resumes_with_a_usable_index(
     resumed = embed_inputs(scripted_backend)
     chunks = 8 * 12 * 4 + 1
     # Resumed, not restarted: the batches the killed run had stored were not embedded again.
-    answered = [t for t in stored[: 4 * 32]]  # requests 2..5 were answered (32 texts each)
+    answered = stored[: 4 * SearchOptions().embed_batch]  # requests 2..5 were answered
     assert not set(answered) & set(resumed[1:-1]), "stored embeddings were sent again"
     assert len(resumed) - 2 == chunks - len(answered)  # every other chunk, plus the probe and the query

@@ -259,7 +259,12 @@ class CubeClient:
                     raw = await self._read_body(response, quiet=True)
                     redact = (self._settings.token or "", *(s for s in secrets if len(s) >= 8))
                     raise error_for_status(
-                        response.status_code, raw, route=route, model=model, secrets=redact
+                        response.status_code,
+                        raw,
+                        route=route,
+                        model=model,
+                        secrets=redact,
+                        retry_after=response.headers.get("retry-after"),
                     )
                 yield response
             finally:

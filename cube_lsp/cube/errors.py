@@ -148,6 +148,16 @@ class ProxyModelNotFound(ProxyHttpError):
         self.model = model
 
 
+class ProxyRateLimited(ProxyHttpError):
+    """HTTP 429: the user's request budget is used up for now; ``retry_after`` says for how long (s)."""
+
+    code = "proxy.rate_limited"
+
+    def __init__(self, status: int, message: str, retry_after: float | None) -> None:
+        super().__init__(status, message)
+        self.retry_after = retry_after
+
+
 class ProxyServerError(ProxyHttpError):
     """HTTP 5xx, or an error object inside a 200 stream: the proxy or its runtime failed."""
 
@@ -155,11 +165,21 @@ class ProxyServerError(ProxyHttpError):
 
 
 def error_for_status(
-    status: int, body: bytes, *, route: str, model: str | None = None, secrets: tuple[str, ...] = ()
+    status: int,
+    body: bytes,
+    *,
+    route: str,
+    model: str | None = None,
+    secrets: tuple[str, ...] = (),
+    retry_after: str | None = None,
 ) -> ProxyHttpError:
     """Return the error for a non-2xx response; ``body`` is read for a JSON message only."""
     detail = server_detail(body, secrets=secrets)
     suffix = f": {detail}" if detail else ""
+    if status == 429:
+        seconds = _seconds(retry_after)
+        when = f"; retry in {seconds:g} s" if seconds is not None else ""
+        return ProxyRateLimited(status, f"the proxy is rate-limiting {route} (HTTP 429){when}", seconds)
     if status == 401:
         return ProxyUnauthorized(
             status, "the proxy rejected the token (HTTP 401); check `token` / CUBE_TOKEN"
@@ -179,6 +199,15 @@ def error_for_status(
     if status >= 500:
         return ProxyServerError(status, f"the proxy failed on {route} (HTTP {status}){suffix}")
     return ProxyHttpError(status, f"the proxy refused {route} (HTTP {status}){suffix}")
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """Parse a Retry-After header given in seconds (the proxy's form); None when absent or a date."""
+    try:
+        value = float(retry_after) if retry_after is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and 0 <= value <= 3600 else None
 
 
 def server_detail(body: bytes, *, secrets: tuple[str, ...] = ()) -> str:

@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from cube_lsp.cube.errors import ProxyRateLimited
 from cube_lsp.search.chunker import ChunkOptions, chunk_source
 from cube_lsp.search.files import WalkOptions, admits, language_of, read_source, walk_workspace
 from cube_lsp.search.index import IndexStats, SearchIndex, index_dir_for
@@ -66,7 +67,9 @@ class SearchOptions:
     chunk: ChunkOptions = field(default_factory=ChunkOptions)
     rank: RankOptions = field(default_factory=RankOptions)
     files_per_commit: int = 200  # a kill loses at most this many files' chunking
-    embed_batch: int = 32  # texts per embedding request
+    embed_batch: int = 64  # texts per embedding request (the proxy rate-limits requests, not texts)
+    rate_limit_retries: int = 30  # HTTP 429 answers waited out per embedding call before giving up
+    max_retry_wait_s: float = 30.0  # longest wait for one Retry-After
     max_query_chars: int = 2000  # a longer query is cut (a 100 KB paste still answers)
     query_cache: int = 256  # query embeddings kept
 
@@ -253,7 +256,7 @@ class WorkspaceSearch:
             if not pending:
                 return embedded
             hashes = [h for h, _ in pending]
-            vectors = await self._embed([text for _, text in pending])
+            vectors = await self._embed_patiently([text for _, text in pending])
             embedded += await self._run(index.store_embeddings, hashes, np.asarray(vectors, dtype=np.float32))
             to_embed = max(total, embedded)
             report.say(IndexProgress("embedding", chunks_embedded=embedded, chunks_to_embed=to_embed))
@@ -281,6 +284,30 @@ class WorkspaceSearch:
         run = partial(hybrid_search, index, query, vector, limit, path_glob, languages, options)
         return await self._run(run)
 
+    async def search_many(
+        self, queries: Sequence[str], *, limit: int = 10, rank: RankOptions | None = None, **filters: Any
+    ) -> list[list[Hit]]:
+        """Return the hits of each query, in order; the queries are embedded in batches, not one by one."""
+        cut = [query[: self.options.max_query_chars] for query in queries]
+        options = rank or self.options.rank
+        vectors: dict[str, np.ndarray] = {}
+        if self._embed is not None and options.mode != "lexical":
+            await self._open()
+            wanted = list(dict.fromkeys(q for q in cut if q.strip()))
+            for start in range(0, len(wanted), self.options.embed_batch):
+                batch = wanted[start : start + self.options.embed_batch]
+                for query, vector in zip(batch, await self._embed_patiently(batch), strict=True):
+                    vectors[query] = np.asarray(vector, dtype=np.float32)
+        results = []
+        for query in cut:
+            if not query.strip():
+                results.append([])
+                continue
+            index = await self._open()
+            run = partial(hybrid_search, index, query, vectors.get(query), limit, options=options, **filters)
+            results.append(await self._run(run))
+        return results
+
     async def _query_vector(self, query: str) -> np.ndarray | None:
         if self._embed is None:
             return None
@@ -288,11 +315,29 @@ class WorkspaceSearch:
         if cached is not None:
             self._query_cache.move_to_end(query)
             return cached
-        vector = np.asarray((await self._embed([query]))[0], dtype=np.float32)
+        vector = np.asarray((await self._embed_patiently([query]))[0], dtype=np.float32)
         self._query_cache[query] = vector
         while len(self._query_cache) > self.options.query_cache:
             self._query_cache.popitem(last=False)
         return vector
+
+    async def _embed_patiently(self, texts: Sequence[str]) -> list[list[float]]:
+        """Embed, waiting out the proxy's rate limit (HTTP 429 with Retry-After) a bounded number of times.
+
+        Indexing a workspace is batch work that may well exceed a per-user burst; it slows down to the
+        allowed rate instead of failing. Any other error (attestation included) propagates at once.
+        """
+        assert self._embed is not None
+        for attempt in range(self.options.rate_limit_retries + 1):
+            try:
+                return await self._embed(texts)
+            except ProxyRateLimited as limited:
+                if attempt == self.options.rate_limit_retries:
+                    raise
+                wait = limited.retry_after if limited.retry_after is not None else 1.0
+                log.info("search index: rate-limited by the proxy; waiting %.1f s", wait)
+                await asyncio.sleep(min(wait, self.options.max_retry_wait_s))
+        raise AssertionError("unreachable")
 
     # -- plumbing ------------------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ async def stream_error(settings: Settings) -> ProxyError:
         (404, "proxy.model_not_found"),
         (500, "proxy.server_error"),
         (503, "proxy.server_error"),
-        (429, "proxy.http_error"),
+        (429, "proxy.rate_limited"),
     ],
 )
 async def test_http_status_maps_to_code(

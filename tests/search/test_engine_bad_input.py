@@ -12,7 +12,7 @@ from pathlib import Path
 from cube_lsp.cube.client import CubeClient
 from cube_lsp.search.engine import IndexProgress, WorkspaceSearch
 from cube_lsp.settings import parse_settings
-from tests.support.scripted_backend import ScriptedBackend
+from tests.support.scripted_backend import Reply, ScriptedBackend
 
 GOOD = 'def refresh_access_token(session):\n    """Ask for a new token."""\n    return session.refresh()\n'
 
@@ -91,4 +91,24 @@ async def test_empty_workspace_and_huge_query(tmp_path: Path, scripted_backend: 
         assert [h.path for h in hits] == ["a.py"]
         query = [r for r in scripted_backend.requests if r.route == "embed"][-1].json["input"][0]
         assert len(query) == 2000
+        await search.aclose()
+
+
+async def test_rate_limited_embedding_waits_and_resumes(tmp_path: Path, scripted_backend: ScriptedBackend):
+    """Indexing exceeds a per-user burst: it waits out 429 + Retry-After instead of failing."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    for i in range(130):
+        (root / f"m{i:03}.py").write_text(GOOD.replace("refresh_access_token", f"refresh_{i}"))
+    limited = Reply.failure(429, "slow down", headers={"Retry-After": "0"})
+    scripted_backend.rule = lambda r: limited if r.route == "embed" and r.index in (2, 3, 5) else None
+    async with client_for(scripted_backend) as client:
+        search = WorkspaceSearch(root, embed=partial(client.embed, model="e"), model="e", cache_dir=tmp_path)
+        report = await search.update()
+        assert report.chunks_embedded == 130
+        queries = ["refresh_7", "refresh_99", ""]
+        before = scripted_backend.request_count
+        results = await search.search_many(queries, limit=1)
+        assert [[h.symbol for h in hits] for hits in results] == [["refresh_7"], ["refresh_99"], []]
+        assert scripted_backend.request_count - before == 1  # the queries went out in one batch
         await search.aclose()

@@ -95,6 +95,7 @@ class Reply:
     hang: Hang = "no"  # wait until the client disconnects (or the server stops)
     done: bool = True  # send the closing `done: true` line / finish_reason + `data: [DONE]`
     lines: tuple[str | bytes, ...] | None = None  # sent verbatim, one per body chunk, instead of `chunks`
+    headers: tuple[tuple[str, str], ...] = ()  # extra response headers of an error (e.g. Retry-After)
 
     @classmethod
     def stream(cls, *chunks: str, delay: float = 0.0, hold_before: tuple[int, ...] = ()) -> Reply:
@@ -102,9 +103,9 @@ class Reply:
         return cls(chunks=chunks, delay=delay, hold_before=frozenset(hold_before))
 
     @classmethod
-    def failure(cls, status: int, message: str | None = None) -> Reply:
-        """Return an HTTP error with the route's JSON error body."""
-        return cls(status=status, error=message)
+    def failure(cls, status: int, message: str | None = None, headers: dict[str, str] | None = None) -> Reply:
+        """Return an HTTP error with the route's JSON error body (and ``headers``)."""
+        return cls(status=status, error=message, headers=tuple((headers or {}).items()))
 
     @classmethod
     def stream_error(cls, message: str, *chunks: str) -> Reply:
@@ -558,7 +559,9 @@ class ScriptedBackend:
             if reply is None:
                 reply = self._next_reply(session)
             if reply.status != 200 and reply.hang == "no" and not reply.headers_delay:
-                return _error_response(api, reply.status, reply.error)
+                response = _error_response(api, reply.status, reply.error)
+                response.headers.update(dict(reply.headers))
+                return response
             model = recorded.json.get("model", "") if isinstance(recorded.json, dict) else ""
             return _ScriptedResponse(session, reply, route, str(model))
 
