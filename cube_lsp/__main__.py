@@ -4,4 +4,7 @@ import sys
 
 from cube_lsp.server import main
 
-sys.exit(main())
+# Guarded: the search indexer's worker processes are spawned, and spawning re-runs a main script that
+# was started by its path (`python cube_lsp/__main__.py`); unguarded, each worker would start a server.
+if __name__ == "__main__":
+    sys.exit(main())

@@ -20,12 +20,13 @@ usable and the next update resumes.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
+import multiprocessing
+import os
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path, PurePosixPath
@@ -34,9 +35,10 @@ from typing import Any, TypeVar
 import numpy as np
 
 from cube_lsp.cube.errors import ProxyRateLimited
-from cube_lsp.search.chunker import ChunkOptions, chunk_source
-from cube_lsp.search.files import WalkOptions, admits, language_of, read_source, walk_workspace
+from cube_lsp.search.chunker import ChunkOptions
+from cube_lsp.search.files import WalkOptions, admits, language_of, walk_workspace
 from cube_lsp.search.index import IndexStats, SearchIndex, index_dir_for
+from cube_lsp.search.prepare import Prepared, Skipped, prepare_files
 from cube_lsp.search.rank import RankOptions, hybrid_search
 from cube_lsp.search.types import Hit, SkipReason, SourceFile
 
@@ -57,6 +59,7 @@ Embed = Callable[[Sequence[str]], Awaitable[list[list[float]]]]
 #: Not user code: sent once per model to learn the vectors' width before the index is opened.
 WIDTH_PROBE = "cube-lsp: embedding width probe"
 LEXICAL_ONLY_MODEL = ""  # the index of a workspace with no embedding model: FTS only
+PREPARE_TASK = 50  # files per worker task: small enough to spread over workers, large enough to amortise
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,9 @@ class SearchOptions:
     chunk: ChunkOptions = field(default_factory=ChunkOptions)
     rank: RankOptions = field(default_factory=RankOptions)
     files_per_commit: int = 200  # a kill loses at most this many files' chunking
+    # worker processes that read and chunk while the index thread writes, for updates of more than one
+    # batch; 0: everything on the index thread
+    prepare_workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
     embed_batch: int = 64  # texts per embedding request (the proxy rate-limits requests, not texts)
     rate_limit_retries: int = 30  # HTTP 429 answers waited out per embedding call before giving up
     max_retry_wait_s: float = 30.0  # longest wait for one Retry-After
@@ -157,14 +163,12 @@ class WorkspaceSearch:
             ]
             skipped: Counter[SkipReason] = Counter(walked.skipped)
             changed = 0
-            step = self.options.files_per_commit
-            for start in range(0, len(candidates), step):
-                batch = candidates[start : start + step]
-                done, batch_skipped, batch_removed = await self._run(self._index_files, index, batch, stored)
-                changed += done
+            async for done, batch in self._prepared_batches(candidates):
+                stored_now, batch_skipped, batch_removed = await self._run(self._store, index, batch, stored)
+                changed += stored_now
                 skipped.update(batch_skipped)
                 removed.extend(batch_removed)
-                report.say(IndexProgress("chunking", start + len(batch), len(candidates)))
+                report.say(IndexProgress("chunking", done, len(candidates)))
             if removed:
                 await self._run(index.remove_files, removed)
             await self._run(index.set_skipped, skipped)
@@ -198,7 +202,10 @@ class WorkspaceSearch:
                 found = await self._run(self._stat, rel)
                 (files.append(found) if found is not None else gone.append(rel))
             stored = await self._run(index.file_state)
-            _, _, removed = await self._run(self._index_files, index, files, stored)
+            prepared = await self._run(
+                prepare_files, str(self.root), files, self.options.walk, self.options.chunk
+            )
+            _, _, removed = await self._run(self._store, index, prepared, stored)
             gone += removed
             if gone:
                 await self._run(index.remove_files, [path for path in gone if path in stored])
@@ -219,30 +226,66 @@ class WorkspaceSearch:
             return None
         return SourceFile(rel, info.st_size, info.st_mtime_ns, language_of(PurePosixPath(rel).name))
 
-    def _index_files(
-        self, index: SearchIndex, files: Sequence[SourceFile], stored: dict[str, tuple[int, int, str]]
+    async def _prepared_batches(
+        self, files: list[SourceFile]
+    ) -> AsyncIterator[tuple[int, list[Prepared | Skipped]]]:
+        """Yield ``(files done, prepared batch)`` in order, ``files_per_commit`` files at a time.
+
+        A large update prepares files in worker processes, in tasks of ``PREPARE_TASK`` files a few
+        ahead, while the caller stores the previous batch; a small one (most saves and rescans)
+        prepares on the index thread.
+        """
+        step = self.options.files_per_commit
+        root, walk, chunking = str(self.root), self.options.walk, self.options.chunk
+        workers = self.options.prepare_workers if len(files) > step else 0
+        if workers < 1:
+            for start in range(0, len(files), step):
+                batch = files[start : start + step]
+                yield start + len(batch), await self._run(prepare_files, root, batch, walk, chunking)
+            return
+        loop = asyncio.get_running_loop()
+        tasks = [files[start : start + PREPARE_TASK] for start in range(0, len(files), PREPARE_TASK)]
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            ahead = 4 * workers  # tasks in flight: every worker busy, memory bounded
+            futures = [
+                loop.run_in_executor(pool, prepare_files, root, t, walk, chunking) for t in tasks[:ahead]
+            ]
+            batch: list[Prepared | Skipped] = []
+            done = 0
+            for index, task in enumerate(tasks):
+                batch += await futures[index]
+                if index + ahead < len(tasks):
+                    later = tasks[index + ahead]
+                    futures.append(loop.run_in_executor(pool, prepare_files, root, later, walk, chunking))
+                done += len(task)
+                if len(batch) >= step or index == len(tasks) - 1:
+                    yield done, batch
+                    batch = []
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _store(
+        self,
+        index: SearchIndex,
+        prepared: Sequence[Prepared | Skipped],
+        stored: dict[str, tuple[int, int, str]],
     ) -> tuple[int, Counter[SkipReason], list[str]]:
-        """Read, chunk and store ``files`` in one transaction (runs on the worker thread)."""
+        """Write prepared files in one transaction (runs on the index thread); count what was skipped."""
         skipped: Counter[SkipReason] = Counter()
         removed: list[str] = []
         changed = 0
         with index.batch():
-            for file in files:
-                text = read_source(self.root, file, self.options.walk)
-                if isinstance(text, SkipReason):
-                    skipped[text] += 1
-                    if file.path in stored:
-                        removed.append(file.path)
+            for item in prepared:
+                if isinstance(item, Skipped):
+                    skipped[item.reason] += 1
+                    if item.file.path in stored:
+                        removed.append(item.file.path)
                     continue
-                content_hash = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-                previous = stored.get(file.path)
-                changed += previous is None or previous[2] != content_hash  # else touched: new mtime only
-                try:
-                    chunks = chunk_source(file.path, text, file.language, self.options.chunk)
-                except Exception:  # a grammar bug must not stop the whole index; logged by type only
-                    log.warning("search index: chunking %s failed; indexed as plain lines", file.path)
-                    chunks = chunk_source(file.path, text, None, self.options.chunk)
-                index.replace_file(file, content_hash, chunks)
+                previous = stored.get(item.file.path)
+                changed += previous is None or previous[2] != item.content_hash  # else touched: new mtime
+                new = previous is None
+                index.replace_file(item.file, item.content_hash, item.chunks, item.terms, new=new)
         return changed, skipped, removed
 
     async def _embed_pending(self, index: SearchIndex, report: _Progress) -> int:

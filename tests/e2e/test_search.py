@@ -246,3 +246,18 @@ async def test_bad_queries_get_clear_answers(start: Start, workspace: Path, back
             await client.protocol.send_request_async("cube/search", bad)
     # The server still answers after every refusal.
     assert as_dict(await search(client, "add two vectors"))["items"][0]["symbol"] == "add_vectors"
+
+
+async def test_a_large_workspace_is_indexed_by_worker_processes(
+    start: Start, tmp_path: Path, backend: ScriptedBackend
+):
+    """Over one commit batch of files, chunking runs in spawned worker processes of `python -m cube_lsp`."""
+    root = tmp_path / "large"
+    root.mkdir()
+    for i in range(450):
+        (root / f"module_{i:03}.py").write_text(f"def compute_{i}(value):\n    return value * {i} + 1\n")
+    client = await start(root, search_settings(backend))
+    index = await index_ready(client, within_s=60)
+    assert (index["state"], index["files"]) == ("ready", 450), index
+    result = as_dict(await search(client, "compute_321"))
+    assert result["items"][0]["symbol"] == "compute_321"

@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 
 from cube_lsp.cube.client import CubeClient
-from cube_lsp.search.engine import IndexProgress, WorkspaceSearch
+from cube_lsp.search.engine import IndexProgress, SearchOptions, WorkspaceSearch
 from cube_lsp.settings import parse_settings
 from tests.support.scripted_backend import Reply, ScriptedBackend
 
@@ -68,8 +68,11 @@ async def test_a_file_deleted_while_indexing_is_skipped(tmp_path: Path, scripted
         if progress.phase == "chunking" and victim.exists():
             victim.unlink()
 
+    # On the index thread (no worker processes), so the third batch is read after the first is stored.
+    options = SearchOptions(prepare_workers=0)
     async with client_for(scripted_backend) as client:
-        search = WorkspaceSearch(root, embed=partial(client.embed, model="e"), model="e", cache_dir=tmp_path)
+        embed = partial(client.embed, model="e")
+        search = WorkspaceSearch(root, embed=embed, model="e", cache_dir=tmp_path, options=options)
         report = await search.update(delete_once)
         assert report.skipped.get("unreadable") == 1, report
         assert search.stats is not None and search.stats.files == 449
@@ -112,3 +115,26 @@ async def test_rate_limited_embedding_waits_and_resumes(tmp_path: Path, scripted
         assert [[h.symbol for h in hits] for hits in results] == [["refresh_7"], ["refresh_99"], []]
         assert scripted_backend.request_count - before == 1  # the queries went out in one batch
         await search.aclose()
+
+
+async def test_worker_processes_index_what_the_index_thread_would(
+    tmp_path: Path, scripted_backend: ScriptedBackend
+):
+    root = tmp_path / "ws"
+    root.mkdir()
+    for i in range(650):  # four batches: three prepared by worker processes ahead of the writes
+        (root / f"m{i:03}.py").write_text(GOOD.replace("refresh_access_token", f"refresh_{i}"))
+    (root / "z_binary.py").write_bytes(b"\x00" * 64)
+    stats = []
+    for workers in (2, 0):
+        async with client_for(scripted_backend) as client:
+            embed = partial(client.embed, model="e")
+            options = SearchOptions(prepare_workers=workers)
+            cache = tmp_path / f"cache{workers}"
+            search = WorkspaceSearch(root, embed=embed, model="e", cache_dir=cache, options=options)
+            report = await search.update()
+            assert report.skipped == {"binary": 1}
+            assert [h.symbol for h in await search.search("refresh_640", limit=1)] == ["refresh_640"]
+            stats.append((search.stats.files, search.stats.chunks))  # type: ignore[union-attr]
+            await search.aclose()
+    assert stats[0] == stats[1] == (650, 650)
