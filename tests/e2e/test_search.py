@@ -65,7 +65,8 @@ def scale_vector(v, k):
     return [x * k for x in v]
 '''
 SECRET = "API_KEY=sk-live-never-embed-this"
-PEM = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n"
+# Not a key: the shape of one, which the secrets deny list must keep from the embedder.
+PEM = "-----BEGIN " + "PRIVATE KEY-----\nnot-a-real-key-only-its-shape\n-----END " + "PRIVATE KEY-----\n"
 
 Start = Callable[..., Awaitable[LanguageClient]]
 
