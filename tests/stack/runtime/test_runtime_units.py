@@ -21,11 +21,13 @@ from cube_stack.runtime.prompts import (
     render_fallback_chat,
 )
 from cube_stack.runtime.requests import (
+    MAX_EMBED_INPUTS,
     parse_ollama_chat,
     parse_ollama_embed,
     parse_ollama_generate,
     parse_openai_chat,
     parse_openai_completion,
+    parse_openai_embeddings,
 )
 from cube_stack.runtime.stops import StopMatcher
 
@@ -201,6 +203,14 @@ def test_openai_chat_takes_max_completion_tokens_and_usage_flag() -> None:
         }
     )
     assert parsed.options.num_predict == 3 and parsed.stream and parsed.include_usage
+
+
+@pytest.mark.parametrize("parse", [parse_ollama_embed, parse_openai_embeddings])
+def test_an_embedding_request_has_a_bounded_number_of_texts(parse: Any) -> None:
+    """8 MiB passes the proxy: as 8,000 short texts it would hold the runtime for minutes."""
+    assert len(parse({"model": "e", "input": ["x"] * MAX_EMBED_INPUTS}).inputs) == MAX_EMBED_INPUTS
+    with pytest.raises(BadRequestError, match=f"at most {MAX_EMBED_INPUTS} per request"):
+        parse({"model": "e", "input": ["x"] * 8000})
 
 
 def test_embed_input_may_be_a_string_or_a_list() -> None:
