@@ -24,13 +24,16 @@ from cube_lsp import __version__
 from cube_lsp.cli_attest import ATTEST_OPTIONS, add_attest_parser, run_attest
 from cube_lsp.cli_search import add_search_parser, check_search_arguments, run_search, write_line
 from cube_lsp.completion.engine import CompletionEngine, CompletionInput
+from cube_lsp.context import ContextSources
 from cube_lsp.cube.attested import AttestationStatus, make_client_transport
 from cube_lsp.cube.client import CubeClient
 from cube_lsp.errors import CubeError
 from cube_lsp.languages import language_for_path
 from cube_lsp.settings import Models, Settings, load_settings_file, parse_settings
+from cube_lsp.workspace_files import WorkspaceFiles
 
 EXIT_OK, EXIT_EMPTY, EXIT_USAGE, EXIT_PROXY = 0, 1, 2, 3
+CLI_CONTEXT_BUDGET_S = 0.5
 _LOCATION = re.compile(r"^(?P<path>.+):(?P<line>\d+):(?P<col>\d+)$")
 
 
@@ -185,11 +188,30 @@ async def run_complete(settings: Settings, request: CompletionInput) -> str | No
             say(f"WARNING: {status.message}")
 
     factory = partial(make_client_transport, on_status=warn_simulated)
+    # The same cross-file context as in the editor, less what only an editor has (open documents):
+    # definitions of the names the file imports, read from the project around it. A one-shot command
+    # starts cold (parsers, grammars), so it gets more time than the editor's per-keystroke budget.
+    root = project_root(Path(request.path))
+    context = ContextSources(files=WorkspaceFiles([str(root)]), budget_s=CLI_CONTEXT_BUDGET_S)
     async with CubeClient(settings, transport_factory=factory) as client:
-        engine = CompletionEngine(client, settings=settings.completion, model=settings.models.completion)
+        engine = CompletionEngine(
+            client,
+            settings=settings.completion,
+            model=settings.models.completion,
+            snippet_source=context.snippets,
+        )
         result = await engine.complete(request)
         await engine.aclose()
     return result.text if result is not None else None
+
+
+def project_root(path: Path) -> Path:
+    """Return the project a file belongs to: the nearest folder above it holding .git, else its folder."""
+    folder = path.resolve().parent
+    for candidate in (folder, *folder.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return folder
 
 
 def say(message: str) -> None:

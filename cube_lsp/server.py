@@ -13,9 +13,7 @@ import asyncio
 import json
 import logging
 import sys
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -27,10 +25,8 @@ from pygls.protocol import LanguageServerProtocol, lsp_method
 from pygls.uris import to_fs_path
 
 from cube_lsp import __version__
-from cube_lsp.completion.definitions import find_definition_snippets
 from cube_lsp.completion.engine import CompletionEngine, CompletionInput, CompletionResult
-from cube_lsp.completion.snippets import Deadline, RecentFiles
-from cube_lsp.completion.types import Snippet
+from cube_lsp.context import ContextSources
 from cube_lsp.cube.attested import AttestationStatus, initial_status, make_client_transport
 from cube_lsp.cube.client import CubeClient
 from cube_lsp.documents import Document, DocumentStore, Encoding
@@ -49,8 +45,6 @@ DID_SHOW_NOTIFICATION = "cube/didShowCompletion"
 STATS_REQUEST = "cube/acceptanceStats"
 CONFIG_SECTION = "cube"
 REQUEST_FAILED = -32803  # LSP's RequestFailed: the request was valid but could not be answered
-# Time each completion may spend gathering cross-file context before the prompt goes out.
-CONTEXT_BUDGET_S = 0.03
 
 
 class CubeProtocol(LanguageServerProtocol):
@@ -108,14 +102,13 @@ class CubeLanguageServer(LanguageServer):
     def __init__(self, base_settings: Mapping[str, Any] | None = None) -> None:
         super().__init__("cube-lsp", __version__, protocol_cls=CubeProtocol)
         self.documents = DocumentStore()
-        self.recent = RecentFiles()
-        self.files = WorkspaceFiles()
+        self.context = ContextSources()
         self.base_settings: dict[str, Any] = dict(base_settings or {})
         self.init_options: dict[str, Any] = {}
         self.settings = Settings()
         self.attestation = initial_status(self.settings)
         self.client: CubeClient | None = None
-        self.engine = CompletionEngine(None, snippet_source=self._snippets)
+        self.engine = CompletionEngine(None, snippet_source=self.context.snippets)
         self.notices = ErrorNotices()
         self.acceptance = AcceptanceTracker()
         self._applied = False  # apply_settings ran at least once
@@ -142,24 +135,9 @@ class CubeLanguageServer(LanguageServer):
         document = self.documents.get(uri)
         if document is None or document.too_large or document.binary:
             return
-        self.recent.update(uri, _path_of(uri), document.language_id, document.text)
+        self.context.recent.update(uri, _path_of(uri), document.language_id, document.text)
         if keystroke:
             self.engine.note_keystroke(uri)
-
-    def _snippets(self, request: CompletionInput) -> list[Snippet]:
-        """Cross-file context: definitions of imported names, then similar windows of recent files."""
-        deadline = Deadline.after(time.monotonic, CONTEXT_BUDGET_S)
-        definitions = find_definition_snippets(
-            request.text,
-            request.offset,
-            request.language_id,
-            request.path,
-            documents=self.recent.texts(),
-            read_file=self.files.read,
-            deadline=deadline,
-        )
-        similar = self.recent.snippets_for(request.uri, request.text, request.offset)
-        return [replace(s, path=self.files.relative(s.path)) for s in (*definitions, *similar)]
 
     def completion_input(
         self, uri: str, position: types.Position, *, automatic: bool
@@ -232,7 +210,7 @@ class CubeLanguageServer(LanguageServer):
         self.engine.configure(self.client, settings.completion, settings.models.completion, api_raw=False)
         if old_client is not None:
             await old_client.aclose()
-        await self.search.configure(self.files.roots, settings)
+        await self.search.configure(self.context.files.roots, settings)
         self.notices.succeeded()
         self.send_status()
 
@@ -248,7 +226,8 @@ class CubeLanguageServer(LanguageServer):
 
     def search_root(self) -> Path | None:
         """Return the workspace folder search indexes (the first one), or None without a folder."""
-        return self.files.roots[0] if self.files.roots else None
+        roots = self.context.files.roots
+        return roots[0] if roots else None
 
     # ---- status and errors ------------------------------------------------------------------------
     def status_payload(self, error: CubeError | None = None) -> dict[str, Any]:
@@ -303,7 +282,7 @@ def build_server(base_settings: Mapping[str, Any] | None = None) -> CubeLanguage
     @ls.feature(types.INITIALIZE)
     def initialize(ls: CubeLanguageServer, params: types.InitializeParams) -> None:
         folders = [folder.uri for folder in params.workspace_folders or []] or [params.root_uri or ""]
-        ls.files = WorkspaceFiles(path for uri in folders if uri and (path := to_fs_path(uri)))
+        ls.context.files = WorkspaceFiles(path for uri in folders if uri and (path := to_fs_path(uri)))
         options = params.initialization_options
         if isinstance(options, Mapping):
             ls.init_options = dict(options.get(CONFIG_SECTION, options))

@@ -79,3 +79,28 @@ def test_complete_errors_are_clear_and_exit_nonzero(source: Path, scripted_backe
     assert rejected.returncode == 2
     assert "UTF-8" in rejected.stderr
     assert scripted_backend.request_count == 1  # only the wrong-token attempt reached the backend
+
+
+def test_complete_sends_the_definitions_of_imported_names(tmp_path: Path, scripted_backend: ScriptedBackend):
+    """The CLI gets the editor's cross-file context that needs no open editor: imported definitions."""
+    project = tmp_path / "project"
+    (project / ".git").mkdir(parents=True)
+    (project / "pkg").mkdir()
+    (project / "pkg" / "geometry.py").write_text(
+        "def scale_vector(vector, factor):\n    return [x * factor for x in vector]\n"
+    )
+    main = project / "pkg" / "main.py"
+    main.write_text(
+        "from pkg.geometry import scale_vector\n\n\ndef grow(v):\n    big = scale_vector(v, 2)\n    return \n"
+    )
+    outside = tmp_path / "secret_notes.py"  # beside the project, not in it: never read
+    outside.write_text("def scale_vector(): 'not this one'\n")
+    scripted_backend.script(Reply.stream("big"))
+    settings = tmp_path / "client.json"
+    settings.write_text(json.dumps(scripted_backend.settings_json()))
+    done = cube("complete", f"{main}:6:12", "--settings", str(settings))
+    assert done.returncode == 0, done.stderr
+    prompt = scripted_backend.requests[-1].json["prompt"]
+    assert "def scale_vector(vector, factor):" in prompt  # the definition, from pkg/geometry.py
+    assert "Path: pkg/geometry.py" in prompt and str(tmp_path) not in prompt  # a project-relative path
+    assert "not this one" not in prompt
