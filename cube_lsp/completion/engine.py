@@ -31,7 +31,7 @@ from cube_lsp.completion.cache import CompletionCache
 from cube_lsp.completion.debounce import AdaptiveDebounce
 from cube_lsp.completion.multiline import decide_multiline
 from cube_lsp.completion.postprocess import DEFAULT_STOP_TOKENS, PostprocessConfig, postprocess
-from cube_lsp.completion.prompt import build_fim_request
+from cube_lsp.completion.prompt import PromptInput, build_fim_request
 from cube_lsp.completion.types import Candidate, CursorContext, Snippet
 from cube_lsp.cube.requests import FimRequest
 from cube_lsp.settings import CompletionSettings
@@ -198,17 +198,17 @@ class CompletionEngine:
         snippets: Sequence[Snippet] = ()
         if self.settings.cross_file_context and self.snippet_source is not None:
             snippets = self.snippet_source(request)
-        return build_fim_request(
+        source = PromptInput(
             text=request.text,
             offset=request.offset,
             language_id=request.language_id,
             path=request.path,
-            settings=self.settings,
             model=self.model,
             snippets=snippets,
             raw=self.api_raw or self.settings.use_raw_template,
             multiline=multiline,
         )
+        return build_fim_request(source, self.settings)
 
     def _reusable_generation(self, request: CompletionInput) -> tuple[_Generation | None, str]:
         """Find a running generation the programmer has been typing along with."""

@@ -29,7 +29,7 @@ from cube_lsp.completion.types import Snippet
 from cube_lsp.cube.requests import FimRequest
 from cube_lsp.settings import CompletionSettings
 
-__all__ = ["BuiltPrompt", "build_fim_prompt", "build_fim_request", "select_snippets"]
+__all__ = ["BuiltPrompt", "PromptInput", "build_fim_prompt", "build_fim_request", "select_snippets"]
 
 _DEFAULT_COUNTER = CharRatioCounter()
 
@@ -45,38 +45,38 @@ class BuiltPrompt:
     snippets: tuple[Snippet, ...]  # the snippets used, in prompt order (best last)
 
 
-def build_fim_request(
-    text: str,
-    offset: int,
-    language_id: str,
-    path: str,
-    settings: CompletionSettings,
-    model: str,
-    snippets: Sequence[Snippet],
-    raw: bool,
-    multiline: bool,
-) -> FimRequest:
-    """Return the FIM request for a completion at ``offset`` (a str index into ``text``)."""
-    return build_fim_prompt(
-        text, offset, language_id, path, settings, model, snippets, raw, multiline
-    ).request
+@dataclass(frozen=True)
+class PromptInput:
+    """Everything a FIM prompt is built from, besides the settings: one object, not nine arguments."""
+
+    text: str  # the whole document
+    offset: int  # the cursor, a str index into ``text``
+    language_id: str
+    path: str  # shown to the model
+    model: str  # picks the FIM template (unless the settings give one)
+    snippets: Sequence[Snippet] = ()  # cross-file context (cube_lsp.context), best last after selection
+    raw: bool = False  # render the template ourselves (raw mode) instead of Ollama's native suffix
+    multiline: bool = True  # False adds a newline stop
+    repo_name: str = ""  # shown to models whose template names the repository
+
+
+def build_fim_request(source: PromptInput, settings: CompletionSettings) -> FimRequest:
+    """Return the FIM request for a completion at ``source.offset``."""
+    return build_fim_prompt(source, settings).request
 
 
 def build_fim_prompt(
-    text: str,
-    offset: int,
-    language_id: str,
-    path: str,
-    settings: CompletionSettings,
-    model: str,
-    snippets: Sequence[Snippet],
-    raw: bool,
-    multiline: bool,
-    *,
-    repo_name: str = "",
-    counter: TokenCounter = _DEFAULT_COUNTER,
+    source: PromptInput, settings: CompletionSettings, *, counter: TokenCounter = _DEFAULT_COUNTER
 ) -> BuiltPrompt:
-    """Return the FIM request and the parts used; ``path`` is shown to the model, ``repo_name`` too."""
+    """Return the FIM request and the parts used."""
+    text, offset, language_id, path, model = (
+        source.text,
+        source.offset,
+        source.language_id,
+        source.path,
+        source.model,
+    )
+    snippets, raw, multiline, repo_name = source.snippets, source.raw, source.multiline, source.repo_name
     template = template_for_model(model, settings.template)
     offered = [s for s in snippets if s.path != path] if settings.cross_file_context else []
     reserved = counter.count(template.prefix + template.suffix + template.middle)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import dataclasses
 
 from cube_lsp.completion import prompt as prompt_module
-from cube_lsp.completion.prompt import build_fim_prompt, build_fim_request, select_snippets
+from cube_lsp.completion.prompt import PromptInput, build_fim_prompt, build_fim_request, select_snippets
 from cube_lsp.completion.types import Snippet
 from cube_lsp.settings import CompletionSettings, Template
 
@@ -20,6 +20,7 @@ def split(document: str) -> tuple[str, int]:
 def test_public_api() -> None:
     assert sorted(prompt_module.__all__) == [
         "BuiltPrompt",
+        "PromptInput",
         "build_fim_prompt",
         "build_fim_request",
         "select_snippets",
@@ -29,7 +30,7 @@ def test_public_api() -> None:
 def test_native_mode_sends_prefix_and_suffix_separately() -> None:
     text, offset = split(DOCUMENT)
     request = build_fim_request(
-        text, offset, "python", "geo.py", SETTINGS, "qwen2.5-coder:1.5b", [], False, True
+        PromptInput(text, offset, "python", "geo.py", "qwen2.5-coder:1.5b", [], False, True), SETTINGS
     )
     assert request.prompt == text[:offset]
     assert request.suffix == text[offset:]
@@ -41,7 +42,9 @@ def test_native_mode_sends_prefix_and_suffix_separately() -> None:
 
 def test_raw_mode_renders_the_template_and_sends_no_suffix() -> None:
     text, offset = split(DOCUMENT)
-    request = build_fim_request(text, offset, "python", "geo.py", SETTINGS, "codellama:7b", [], True, True)
+    request = build_fim_request(
+        PromptInput(text, offset, "python", "geo.py", "codellama:7b", [], True, True), SETTINGS
+    )
     assert request.prompt == f"<PRE> {text[:offset]} <SUF>{text[offset:]} <MID>"
     assert request.suffix == ""
     assert request.raw is True
@@ -50,7 +53,9 @@ def test_raw_mode_renders_the_template_and_sends_no_suffix() -> None:
 
 def test_single_line_adds_a_newline_stop() -> None:
     text, offset = split(DOCUMENT)
-    request = build_fim_request(text, offset, "python", "geo.py", SETTINGS, "codestral", [], True, False)
+    request = build_fim_request(
+        PromptInput(text, offset, "python", "geo.py", "codestral", [], True, False), SETTINGS
+    )
     assert request.stop[-1] == "\n"
     assert request.stop[:-1] == ("[PREFIX]", "[SUFFIX]", "[MIDDLE]", "</s>")
 
@@ -60,7 +65,9 @@ def test_settings_template_and_generation_options_are_used() -> None:
         SETTINGS, template=Template("<a>", "<b>", "<c>", ("<z>",)), max_tokens=7, temperature=0.0
     )
     text, offset = split("x = ║\n")
-    request = build_fim_request(text, offset, "python", "x.py", settings, "qwen2.5-coder", [], True, True)
+    request = build_fim_request(
+        PromptInput(text, offset, "python", "x.py", "qwen2.5-coder", [], True, True), settings
+    )
     assert request.prompt == "<a>x = <b>\n<c>"
     assert request.stop == ("<z>",)
     assert (request.max_tokens, request.temperature) == (7, 0.0)
@@ -70,7 +77,9 @@ def test_built_prompt_reports_the_ranges_used() -> None:
     body = "".join(f"line_{i} = {i}\n" for i in range(2000))
     text = body + "x = \n" + body
     offset = len(body) + 4
-    built = build_fim_prompt(text, offset, "python", "x.py", SETTINGS, "qwen2.5-coder", [], False, True)
+    built = build_fim_prompt(
+        PromptInput(text, offset, "python", "x.py", "qwen2.5-coder", [], False, True), SETTINGS
+    )
     assert built.request.prompt == text[built.prefix_start : offset]
     assert built.request.suffix == text[offset : built.suffix_end]
     assert 0 < built.prefix_start < offset < built.suffix_end < len(text)
@@ -88,7 +97,7 @@ def test_snippets_are_ranked_deduplicated_and_rendered_best_last() -> None:
         Snippet("c.py", "   ", 0.7, "recent"),  # blank
     ]
     built = build_fim_prompt(
-        text, offset, "python", "geo.py", SETTINGS, "qwen2.5-coder", offered, False, True
+        PromptInput(text, offset, "python", "geo.py", "qwen2.5-coder", offered, False, True), SETTINGS
     )
     assert [s.path for s in built.snippets] == ["a.py", "b.py"]
     assert built.request.prompt.startswith("# Path: a.py\n# A = 1\n#\n# Path: b.py\n# B = 2\nimport math")
@@ -99,7 +108,7 @@ def test_cross_file_context_off_drops_snippets() -> None:
     settings = dataclasses.replace(SETTINGS, cross_file_context=False)
     snippet = Snippet("a.py", "A = 1", 0.5, "recent")
     built = build_fim_prompt(
-        text, offset, "python", "geo.py", settings, "qwen2.5-coder", [snippet], True, True
+        PromptInput(text, offset, "python", "geo.py", "qwen2.5-coder", [snippet], True, True), settings
     )
     assert built.snippets == ()
     assert "<|file_sep|>" not in built.request.prompt
@@ -117,7 +126,6 @@ def test_the_whole_prompt_stays_within_the_budget() -> None:
     body = "".join(f"value_{i} = compute(value_{i - 1})\n" for i in range(5000))
     offered = [Snippet(f"s{i}.py", "z = 1\n" * 40, i / 10, "recent") for i in range(10)]
     settings = dataclasses.replace(SETTINGS, max_prompt_tokens=512)
-    request = build_fim_request(
-        body, len(body) // 2, "python", "m.py", settings, "qwen2.5-coder", offered, True, True
-    )
+    source = PromptInput(body, len(body) // 2, "python", "m.py", "qwen2.5-coder", offered, True, True)
+    request = build_fim_request(source, settings)
     assert len(request.prompt) / 3.5 <= 512

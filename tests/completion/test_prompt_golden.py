@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from cube_lsp.completion.prompt import build_fim_prompt
+from cube_lsp.completion.prompt import PromptInput, build_fim_prompt
 from cube_lsp.completion.types import Snippet
 from cube_lsp.cube.requests import FimRequest
 from cube_lsp.settings import parse_settings
@@ -40,18 +40,18 @@ def run_case(case: dict[str, Any]) -> FimRequest:
         Snippet(path=s["path"], text=s["text"], score=s["score"], source=s.get("source", "recent"))
         for s in context.get("snippets", [])
     ]
-    built = build_fim_prompt(
+    source = PromptInput(
         text,
         offset,
         context["language_id"],
         context["path"],
-        settings.completion,
         context["model"],
         snippets,
         context["raw"],
         context["multiline"],
         repo_name=context.get("repo_name", ""),
     )
+    built = build_fim_prompt(source, settings.completion)
     return built.request
 
 
