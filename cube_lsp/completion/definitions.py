@@ -34,6 +34,7 @@ __all__ = [
     "ReadFile",
     "extract_definitions",
     "find_definition_snippets",
+    "import_section",
     "parse_imports",
 ]
 
@@ -156,6 +157,11 @@ def find_definition_snippets(
             chosen.append(snippet)
             used += len(snippet.text)
     return chosen
+
+
+def import_section(text: str) -> str:
+    """Return the start of ``text`` through its imports ("" without any): what chat prompts quote."""
+    return _import_head(text)
 
 
 def _import_head(text: str) -> str:
