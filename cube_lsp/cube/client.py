@@ -24,7 +24,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 from urllib.parse import quote
@@ -137,6 +137,47 @@ class CubeClient:
             else:
                 parser.finish()
         log.debug("%s streamed %d chunks, %d chars in %.0f ms", route, chunks, produced, _ms_since(started))
+
+    async def stream_chat(
+        self,
+        messages: Sequence[Mapping[str, str]],
+        *,
+        model: str,
+        max_tokens: int = 1024,
+        temperature: float = 0.2,
+    ) -> AsyncGenerator[str, None]:
+        """Yield a chat answer chunk by chunk (Ollama ``/api/chat`` or OpenAI ``/v1/chat/completions``).
+
+        Through the attested transport like every request; closing the generator early (a cancelled
+        chat) closes the HTTP stream, which the proxy passes on to the runtime.
+        """
+        parser: _StreamParser
+        body: dict[str, Any] = {"model": model, "messages": [dict(m) for m in messages], "stream": True}
+        if self._settings.api == "ollama":
+            route, parser = "/api/chat", _OllamaParser(chat=True)
+            body["options"] = {"num_predict": max_tokens, "temperature": temperature}
+        else:
+            route, parser = "/v1/chat/completions", _SseParser(chat=True)
+            body |= {"max_tokens": max_tokens, "temperature": temperature}
+        secrets = tuple(m.get("content", "") for m in messages)
+        produced = 0
+        async with (
+            self._open("POST", route, body, model=model, secrets=secrets) as response,
+            contextlib.aclosing(self._lines(response)) as lines,
+        ):
+            async for line in lines:
+                for text in parser.feed(line):
+                    produced += len(text)
+                    if produced > self._limits.max_text_chars:
+                        raise ProxyProtocolError(
+                            f"{route} streamed more than {self._limits.max_text_chars} characters"
+                        )
+                    yield text
+                if parser.done:
+                    await self._drain(lines)
+                    break
+            else:
+                parser.finish()
 
     async def list_models(self) -> list[str]:
         """Return the names of the models the proxy serves (a cheap status and auth check)."""
@@ -426,10 +467,15 @@ class _StreamParser(Protocol):
 
 
 class _OllamaParser:
-    """Reads Ollama ``/api/generate`` NDJSON: ``{"response": "...", "done": false}`` per line."""
+    """Reads Ollama NDJSON lines.
 
-    def __init__(self) -> None:
+    ``{"response": "...", "done": false}`` per line from ``/api/generate``, or
+    ``{"message": {"content": "..."}, ...}`` with ``chat`` (``/api/chat``).
+    """
+
+    def __init__(self, *, chat: bool = False) -> None:
         self.done = False
+        self._chat = chat
 
     def feed(self, line: str) -> Iterator[str]:
         if not line.strip():
@@ -437,9 +483,14 @@ class _OllamaParser:
         data = _parse_json_object(line, "NDJSON line")
         if "error" in data:
             raise _stream_error(data)
-        text = data.get("response", "")
+        if self._chat:
+            message = data.get("message") or {}
+            text = message.get("content", "") if isinstance(message, dict) else None
+        else:
+            text = data.get("response", "")
         if not isinstance(text, str):
-            raise ProxyProtocolError("the proxy sent an NDJSON line whose `response` is not a string")
+            field = "message.content" if self._chat else "response"
+            raise ProxyProtocolError(f"the proxy sent an NDJSON line whose `{field}` is not a string")
         if text:
             yield text
         if data.get("done") is True:
@@ -451,10 +502,15 @@ class _OllamaParser:
 
 
 class _SseParser:
-    """Reads OpenAI ``/v1/completions`` server-sent events: ``data: {"choices": [{"text": ...}]}``."""
+    """Reads OpenAI server-sent events.
 
-    def __init__(self) -> None:
+    ``data: {"choices": [{"text": ...}]}`` from ``/v1/completions``, or
+    ``{"choices": [{"delta": {"content": ...}}]}`` with ``chat`` (``/v1/chat/completions``).
+    """
+
+    def __init__(self, *, chat: bool = False) -> None:
         self.done = False
+        self._chat = chat
         self._finished = False  # a choice carried a finish_reason: a missing [DONE] is forgivable
         self._data: list[str] = []
 
@@ -491,9 +547,13 @@ class _SseParser:
         choice = choices[0]
         if not isinstance(choice, dict):
             raise ProxyProtocolError("the proxy sent an SSE choice that is not an object")
-        text = choice.get("text")
+        if self._chat:
+            delta = choice.get("delta") or {}
+            text = delta.get("content") if isinstance(delta, dict) else 0
+        else:
+            text = choice.get("text")
         if text is not None and not isinstance(text, str):
-            raise ProxyProtocolError("the proxy sent an SSE choice whose `text` is not a string")
+            raise ProxyProtocolError("the proxy sent an SSE choice whose text is not a string")
         if choice.get("finish_reason"):
             self._finished = True
         if text:
