@@ -25,6 +25,9 @@ from pygls.protocol import LanguageServerProtocol, lsp_method
 from pygls.uris import to_fs_path
 
 from cube_lsp import __version__
+from cube_lsp.chat.command import run_chat_command
+from cube_lsp.chat.engine import ChatEngine
+from cube_lsp.chat.lsp_convert import CHAT_COMMAND, chat_code_actions, parse_chat_args, resolve_command
 from cube_lsp.completion.engine import CompletionEngine, CompletionInput, CompletionResult
 from cube_lsp.context import ContextSources
 from cube_lsp.cube.attested import AttestationStatus, initial_status, make_client_transport
@@ -112,6 +115,10 @@ class CubeLanguageServer(LanguageServer):
         self.notices = ErrorNotices()
         self.acceptance = AcceptanceTracker()
         self._applied = False  # apply_settings ran at least once
+        self.chat_tasks: dict[str, asyncio.Future[Any]] = {}  # running chats by progress token
+        self.chat = ChatEngine(
+            client=lambda: self.client, model=lambda: self.settings.models.chat, context=self.context
+        )
         self.search = SearchService(
             client=lambda: self.client,
             report_error=self.report_cube_error,
@@ -335,6 +342,39 @@ def build_server(base_settings: Mapping[str, Any] | None = None) -> CubeLanguage
     @ls.feature(STATS_REQUEST)
     def acceptance_stats(ls: CubeLanguageServer, params: Any) -> dict[str, dict[str, int]]:
         return ls.acceptance.summary()
+
+    @ls.feature(
+        types.TEXT_DOCUMENT_CODE_ACTION,
+        types.CodeActionOptions(
+            code_action_kinds=[types.CodeActionKind.QuickFix, types.CodeActionKind.Refactor],
+            resolve_provider=True,
+        ),
+    )
+    def code_action(ls: CubeLanguageServer, params: types.CodeActionParams) -> list[types.CodeAction] | None:
+        document = ls.documents.get(params.text_document.uri)
+        if not ls.settings.models.chat or document is None or document.binary or document.too_large:
+            return None  # listing never calls the model: actions carry data, the command asks
+        uri, diagnostics = params.text_document.uri, params.context.diagnostics
+        return chat_code_actions(uri, params.range, document.version, diagnostics)
+
+    @ls.feature(types.CODE_ACTION_RESOLVE)
+    def code_action_resolve(ls: CubeLanguageServer, action: types.CodeAction) -> types.CodeAction:
+        return resolve_command(action)
+
+    @ls.command(CHAT_COMMAND)
+    async def chat(ls: CubeLanguageServer, *arguments: Any) -> dict[str, Any]:
+        try:
+            return await run_chat_command(ls, parse_chat_args(list(arguments)))
+        except CubeError as error:
+            if not error.code.startswith("chat."):
+                ls.report_cube_error(error)  # attestation, auth, proxy: shown once, like completions
+            raise JsonRpcException(error.message, code=REQUEST_FAILED, data={"code": error.code}) from None
+
+    @ls.feature(types.WINDOW_WORK_DONE_PROGRESS_CANCEL)
+    def cancel_progress(ls: CubeLanguageServer, params: types.WorkDoneProgressCancelParams) -> None:
+        task = ls.chat_tasks.get(str(params.token))
+        if task is not None:
+            task.cancel()  # closes the chat's HTTP stream
 
     @ls.feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
     def did_save(ls: CubeLanguageServer, params: types.DidSaveTextDocumentParams) -> None:

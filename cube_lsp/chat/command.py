@@ -1,0 +1,176 @@
+"""The ``cube.chat`` command as the language server runs it: check, stream with progress, apply or show.
+
+Kept out of server.py so its handlers stay thin. Nothing is applied unless the document is still the
+version the action was listed on and still the version the model answered about; prose answers go to
+the client as ``cube/chatResult`` (when it says it shows them) or as a markdown document it opens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lsprotocol import types
+
+from cube_lsp.chat.engine import EDIT_ACTIONS, ChatRequest
+from cube_lsp.chat.lsp_convert import CHAT_RESULT, ChatArgs, workspace_edit
+from cube_lsp.errors import CubeError
+
+if TYPE_CHECKING:
+    from cube_lsp.server import CubeLanguageServer
+
+__all__ = ["run_chat_command"]
+
+log = logging.getLogger(__name__)
+
+_TITLES = {
+    "explain": "Explain",
+    "document": "Add documentation",
+    "refactor": "Refactor",
+    "tests": "Write tests",
+    "fix": "Fix",
+    "ask": "Ask",
+}
+
+
+async def run_chat_command(ls: CubeLanguageServer, args: ChatArgs) -> dict[str, Any]:
+    """Run one chat action; return what happened. Raise CubeError for what the user must fix."""
+    document = ls.documents.get(args.uri)
+    if document is None:
+        raise CubeError(
+            f"{args.uri} is not open: open it, then run the action again", code="chat.no_document"
+        )
+    if document.binary or document.too_large:
+        raise CubeError("this file is binary or too large for chat", code="chat.bad_document")
+    if args.version is not None and args.version != document.version:
+        raise CubeError(
+            "the document changed since this action was offered: run it again", code="chat.document_changed"
+        )
+    encoding = ls.position_encoding
+    start = document.offset_at(*args.start, encoding)
+    end = document.offset_at(*args.end, encoding)
+    if start is None or end is None or start > end:
+        raise CubeError("cube.chat: `range` is outside the document", code="chat.bad_args")
+    version = document.version
+    title = f"Cube: {_TITLES.get(args.action, args.action)}"
+    request = ChatRequest(
+        action=args.action,
+        uri=args.uri,
+        path=ls.context.files.relative(_path(args.uri)),
+        language_id=document.language_id,
+        text=document.text,
+        start=start,
+        end=end,
+        instruction=args.instruction,
+        diagnostics=args.diagnostics,
+        chat_id=args.chat_id,
+    )
+    progress = _Progress(ls, title)
+    # A task of its own, so that cancelling the progress (window/workDoneProgress/cancel) cancels the
+    # stream, which closes the HTTP response and the model's generation behind the proxy.
+    task = asyncio.ensure_future(ls.chat.run(request, on_text=progress.text))
+    if progress.token is not None:
+        ls.chat_tasks[progress.token] = task
+    try:
+        outcome = await task
+    except asyncio.CancelledError:
+        if not task.cancelled():
+            raise  # the command itself was cancelled
+        _tell(ls, types.MessageType.Info, f"{title}: cancelled; nothing applied.")
+        return {"applied": False, "reason": "cancelled"}
+    finally:
+        progress.end()
+        if progress.token is not None:
+            ls.chat_tasks.pop(progress.token, None)
+    chat_id = args.chat_id or str(uuid.uuid4())
+    if args.action not in EDIT_ACTIONS:
+        _show_prose(ls, chat_id, args, title, outcome.answer)
+        return {"chatId": chat_id, "applied": False, "answer": outcome.answer}
+    if outcome.edit is None:
+        _tell(ls, types.MessageType.Warning, f"{title}: nothing applied: {outcome.reason}.")
+        return {"chatId": chat_id, "applied": False, "reason": outcome.reason}
+    current = ls.documents.get(args.uri)
+    if current is None or current.version != version:
+        reason = "the document changed while the model was answering"
+        _tell(ls, types.MessageType.Warning, f"{title}: nothing applied: {reason}; run it again.")
+        return {"chatId": chat_id, "applied": False, "reason": reason}
+    edit = workspace_edit(args.uri, version, current, outcome.edit, encoding)
+    result = await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(edit=edit, label=title))
+    if not result.applied:
+        _tell(
+            ls,
+            types.MessageType.Warning,
+            f"{title}: the editor did not apply the edit ({result.failure_reason}).",
+        )
+    return {"chatId": chat_id, "applied": bool(result.applied)}
+
+
+class _Progress:
+    """``$/progress`` while the answer streams, when the client supports it."""
+
+    def __init__(self, ls: CubeLanguageServer, title: str) -> None:
+        self._ls = ls
+        self._chars = 0
+        self._token: str | None = None
+        self._begun = False
+        window = getattr(ls.client_capabilities, "window", None)
+        if window and window.work_done_progress:
+            self._token = f"cube-chat-{uuid.uuid4()}"
+            token, progress = self._token, ls.work_done_progress
+
+            def begin(*_: object) -> None:
+                progress.begin(token, types.WorkDoneProgressBegin(title=title, cancellable=True))
+                self._begun = True
+
+            progress.create(token, callback=begin)
+
+    @property
+    def token(self) -> str | None:
+        """The progress token (None when the client shows no progress)."""
+        return self._token
+
+    def text(self, piece: str) -> None:
+        self._chars += len(piece)
+        if self._token is not None and self._begun:
+            message = f"{self._chars} characters"
+            self._ls.work_done_progress.report(self._token, types.WorkDoneProgressReport(message=message))
+
+    def end(self) -> None:
+        if self._token is not None and self._begun:
+            self._ls.work_done_progress.end(self._token, types.WorkDoneProgressEnd(message="done"))
+
+
+def _show_prose(ls: CubeLanguageServer, chat_id: str, args: ChatArgs, title: str, answer: str) -> None:
+    """Send the answer as cube/chatResult; a client that does not declare it gets a markdown document."""
+    ls.protocol.notify(
+        CHAT_RESULT,
+        {"chatId": chat_id, "action": args.action, "uri": args.uri, "title": title, "markdown": answer},
+    )
+    experimental = getattr(ls.client_capabilities, "experimental", None)
+    if isinstance(experimental, dict) and experimental.get("cubeChatResult"):
+        return
+    window = getattr(ls.client_capabilities, "window", None)
+    if window and window.show_document and window.show_document.support:
+        folder = Path(tempfile.gettempdir()) / "cube-lsp-chat"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        page = folder / f"{args.action}-{chat_id[:8]}.md"
+        page.write_text(f"# {title}\n\n{answer}\n", encoding="utf-8")
+        page.chmod(0o600)
+        ls.window_show_document(types.ShowDocumentParams(uri=page.as_uri(), take_focus=False))
+        return
+    first = answer.strip().split("\n", 1)[0][:300]
+    _tell(ls, types.MessageType.Info, f"{title}: {first}")
+
+
+def _tell(ls: CubeLanguageServer, kind: types.MessageType, message: str) -> None:
+    ls.window_show_message(types.ShowMessageParams(type=kind, message=message))
+
+
+def _path(uri: str) -> str:
+    from pygls.uris import to_fs_path
+
+    return to_fs_path(uri) or uri

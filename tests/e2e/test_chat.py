@@ -1,0 +1,259 @@
+"""Chat code actions through the real cube-lsp process (pytest-lsp); the SCRIPTED BACKEND is the model.
+
+Listing code actions never calls the model; running one streams the answer, then the server asks the
+client to apply the smallest edit (workspace/applyEdit), or applies nothing and says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient
+
+from tests.support.scripted_backend import Reply, ScriptedBackend
+
+SERVER_COMMAND = [sys.executable, "-m", "cube_lsp", "--log-level", "WARNING"]
+URI = "file:///work/geometry.py"
+SOURCE = "import math\n\n\ndef area(r):\n    return math.pi * r * r\n\n\nprint(area(2))\n"
+SELECTION = types.Range(types.Position(3, 0), types.Position(5, 0))  # the whole function
+DOCUMENTED = 'def area(r):\n    """Return the area of a circle of radius r."""\n    return math.pi * r * r\n'
+CAPABILITIES = types.ClientCapabilities(
+    window=types.WindowClientCapabilities(work_done_progress=True),
+    workspace=types.WorkspaceClientCapabilities(apply_edit=True),
+    experimental={"cubeChatResult": True},
+)
+
+Start = Callable[..., Awaitable[LanguageClient]]
+
+
+@pytest_asyncio.fixture
+async def start() -> AsyncIterator[Start]:
+    clients: list[LanguageClient] = []
+
+    async def start(
+        settings: dict[str, Any], capabilities: types.ClientCapabilities = CAPABILITIES
+    ) -> LanguageClient:
+        client = await ClientServerConfig(server_command=SERVER_COMMAND).start()
+        clients.append(client)
+        client.applied = []  # type: ignore[attr-defined]
+        client.results = []  # type: ignore[attr-defined]
+
+        @client.feature(types.WORKSPACE_APPLY_EDIT)
+        def apply(params: types.ApplyWorkspaceEditParams) -> types.ApplyWorkspaceEditResult:
+            client.applied.append(params.edit)  # type: ignore[attr-defined]
+            return types.ApplyWorkspaceEditResult(applied=True)
+
+        @client.feature("cube/chatResult")
+        def chat_result(params: Any) -> None:
+            client.results.append(params)  # type: ignore[attr-defined]
+
+        await client.initialize_session(
+            types.InitializeParams(capabilities=capabilities, initialization_options=settings)
+        )
+        client.text_document_did_open(
+            types.DidOpenTextDocumentParams(types.TextDocumentItem(URI, "python", 1, SOURCE))
+        )
+        return client
+
+    yield start
+    for client in clients:
+        if client.error is None:
+            await asyncio.wait_for(client.shutdown_session(), 20)
+        await client.stop()
+
+
+def chat_settings(backend: ScriptedBackend, **extra: Any) -> dict[str, Any]:
+    return backend.settings_json(models={"completion": "m", "chat": "chat-model"}, **extra)
+
+
+async def list_actions(
+    client: LanguageClient, diagnostics: list[types.Diagnostic] | None = None
+) -> list[Any]:
+    params = types.CodeActionParams(
+        text_document=types.TextDocumentIdentifier(URI),
+        range=SELECTION,
+        context=types.CodeActionContext(diagnostics=diagnostics or []),
+    )
+    return list(await client.text_document_code_action_async(params) or [])
+
+
+async def run(client: LanguageClient, action: str, **extra: Any) -> Any:
+    listed = {a.data["action"]: a for a in await list_actions(client) if isinstance(a, types.CodeAction)}
+    chosen = listed.get(action) or listed["document"]
+    resolved = await client.code_action_resolve_async(chosen)
+    arguments = dict(resolved.command.arguments[0]) | {"action": action} | extra
+    result = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command=resolved.command.command, arguments=[arguments])
+    )
+    return plain(result)
+
+
+def plain(value: Any) -> Any:
+    """A result or notification as plain dicts and lists (pygls gives named tuples for objects)."""
+    if hasattr(value, "_asdict"):
+        return {k: plain(v) for k, v in value._asdict().items()}
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def edited(client: LanguageClient) -> str:
+    """The document after the one edit the server asked the client to apply."""
+    (edit,) = client.applied  # type: ignore[attr-defined]
+    (change,) = edit.document_changes
+    (text_edit,) = change.edits
+    lines = SOURCE.split("\n")
+    offset = lambda p: sum(len(line) + 1 for line in lines[: p.line]) + p.character  # noqa: E731
+    return (
+        SOURCE[: offset(text_edit.range.start)] + text_edit.new_text + SOURCE[offset(text_edit.range.end) :]
+    )
+
+
+async def test_listing_actions_calls_no_model_and_fix_needs_diagnostics(
+    start: Start, backend: ScriptedBackend
+):
+    client = await start(chat_settings(backend))
+    titles = [a.title for a in await list_actions(client)]
+    assert "Cube: Add documentation" in titles and "Cube: Explain" in titles
+    assert not any(t.startswith("Cube: Fix") for t in titles)
+    problem = types.Diagnostic(
+        range=SELECTION, message="undefined name 'pi'", severity=types.DiagnosticSeverity.Error
+    )
+    with_fix = await list_actions(client, [problem])
+    assert (
+        with_fix[0].title == "Cube: Fix 'undefined name 'pi''"
+        and with_fix[0].kind == types.CodeActionKind.QuickFix
+    )
+    assert all(a.command is None and a.edit is None for a in with_fix)  # resolved lazily
+    assert backend.request_count == 0
+
+
+async def test_add_documentation_applies_the_smallest_edit(start: Start, backend: ScriptedBackend):
+    backend.script(Reply.stream("Here it is:\n\n```python\n", DOCUMENTED, "```\n\nI added a docstring."))
+    client = await start(chat_settings(backend))
+    result = await run(client, "document")
+    assert result["applied"] is True
+    assert edited(client) == SOURCE.replace(
+        "def area(r):\n", 'def area(r):\n    """Return the area of a circle of radius r."""\n'
+    )
+    (change,) = client.applied[0].document_changes  # type: ignore[attr-defined]
+    assert change.text_document.version == 1  # bound to the version the model answered about
+    sent = backend.requests[-1].json
+    assert sent["model"] == "chat-model" and "def area(r):" in sent["messages"][-1]["content"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        ("I would add a docstring saying what it returns.", "no code"),
+        ("", "empty"),
+        ("```python\ndef area(r):\n    return math.pi * r * r\n", "cut off"),  # truncated block
+        (
+            "```python\nimport numpy\n\n\ndef area(r):\n    return numpy.pi * r * r\n\n\nprint(area(3))\n```",
+            "outside",
+        ),
+    ],
+)
+async def test_bad_answers_apply_nothing_and_say_why(
+    start: Start, backend: ScriptedBackend, answer: str, reason: str
+):
+    backend.script(Reply.stream(answer) if answer else Reply.stream())
+    client = await start(chat_settings(backend))
+    result = await run(client, "document")
+    assert result["applied"] is False and reason in result["reason"].lower(), result["reason"]
+    assert client.applied == []  # type: ignore[attr-defined]
+    warnings = [m.message for m in client.messages if m.type == types.MessageType.Warning]
+    assert any("nothing applied" in w for w in warnings), warnings
+
+
+async def test_two_code_blocks_apply_the_python_one(start: Start, backend: ScriptedBackend):
+    answer = "Run it with:\n```bash\npython geometry.py\n```\nThe code:\n```python\n" + DOCUMENTED + "```\n"
+    backend.script(Reply.stream(answer))
+    client = await start(chat_settings(backend))
+    assert (await run(client, "document"))["applied"] is True
+    assert '"""Return the area of a circle of radius r."""' in edited(client)
+
+
+async def test_explain_sends_markdown_and_edits_nothing(start: Start, backend: ScriptedBackend):
+    backend.script(Reply.stream("`area` returns ", "the area of a circle."))
+    client = await start(chat_settings(backend))
+    result = await run(client, "explain")
+    assert result["answer"] == "`area` returns the area of a circle."
+    (shown,) = [plain(r) for r in client.results]  # type: ignore[attr-defined]
+    assert shown["markdown"] == result["answer"] and shown["action"] == "explain"
+    assert client.applied == []  # type: ignore[attr-defined]
+    assert client.progress_reports  # $/progress while streaming
+
+
+async def test_a_document_changed_during_the_answer_is_not_edited(start: Start, backend: ScriptedBackend):
+    backend.script(Reply.stream("```python\n", DOCUMENTED, "```", hold_before=(1,)))
+    client = await start(chat_settings(backend))
+    running = asyncio.ensure_future(run(client, "document"))
+    await backend.wait_for_request_async(1)
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            types.VersionedTextDocumentIdentifier(uri=URI, version=2),
+            [
+                types.TextDocumentContentChangePartial(
+                    range=types.Range(types.Position(0, 0), types.Position(0, 0)), text="# x\n"
+                )
+            ],
+        )
+    )
+    await list_actions(client)  # a round trip: the server has applied the change before this answers
+    backend.release()
+    result = await asyncio.wait_for(running, 20)
+    assert result["applied"] is False and "changed" in result["reason"]
+    assert client.applied == []  # type: ignore[attr-defined]
+
+
+async def test_cancelling_stops_the_backend_stream(start: Start, backend: ScriptedBackend):
+    backend.script(Reply.hang_after("```python\n"))
+    client = await start(chat_settings(backend))
+    running = asyncio.ensure_future(run(client, "document"))
+    begun = await asyncio.wait_for(client.wait_for_notification("$/progress"), 20)  # the chat's begin
+    token = begun.token
+    assert client.progress_reports[token][0].cancellable is True
+    await backend.wait_for_request_async(1)
+    client.protocol.notify(
+        types.WINDOW_WORK_DONE_PROGRESS_CANCEL, types.WorkDoneProgressCancelParams(token=token)
+    )
+    await asyncio.wait_for(backend.wait_for_disconnect_async(1), 20)
+    result = await asyncio.wait_for(running, 20)
+    assert result == {"applied": False, "reason": "cancelled"}
+    assert client.applied == []  # type: ignore[attr-defined]
+
+
+async def test_attestation_failure_sends_nothing(start: Start, backend: ScriptedBackend):
+    client = await start(chat_settings(backend, attestation={"mode": "required"}))
+    with pytest.raises(Exception, match="attestation"):
+        await run(client, "document")
+    assert backend.request_count == 0
+
+
+async def test_wrong_arguments_are_refused_clearly(start: Start, backend: ScriptedBackend):
+    client = await start(chat_settings(backend))
+    for arguments in (
+        [],
+        [{"action": "document"}],
+        [{"action": "document", "uri": URI, "range": [0, 0, "x", 1]}],
+        [1, 2],
+    ):
+        with pytest.raises(Exception, match=r"cube\.chat"):
+            await client.workspace_execute_command_async(
+                types.ExecuteCommandParams(command="cube.chat", arguments=arguments)
+            )
+    stale = {"action": "document", "uri": URI, "range": [3, 0, 5, 0], "version": 99}
+    with pytest.raises(Exception, match="changed since"):
+        await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="cube.chat", arguments=[stale])
+        )
+    assert backend.request_count == 0
