@@ -4,7 +4,8 @@
 COL are 1-based and count characters, as editors display them). Exit status: 0 a completion was
 printed, 1 the model had nothing to add there, 2 bad arguments or settings, 3 the proxy failed
 (attestation included: nothing is sent unless the proxy attests). ``cube attest ...`` is in
-:mod:`cube_lsp.cli_attest`, ``cube search ...`` in :mod:`cube_lsp.cli_search`.
+:mod:`cube_lsp.cli_attest`, ``cube search ...`` in :mod:`cube_lsp.cli_search`, ``cube chat ...`` in
+:mod:`cube_lsp.cli_chat`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 from cube_lsp import __version__
 from cube_lsp.cli_attest import ATTEST_OPTIONS, add_attest_parser, run_attest
+from cube_lsp.cli_chat import add_chat_parser, run_chat, write_piece
 from cube_lsp.cli_search import add_search_parser, check_search_arguments, run_search, write_line
 from cube_lsp.completion.engine import CompletionEngine, CompletionInput
 from cube_lsp.context import ContextSources
@@ -86,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(complete, _COMPLETE_OPTIONS)
     add_attest_parser(commands, add_options)
     add_search_parser(commands, add_options)
+    add_chat_parser(commands, add_options)
     return parser
 
 
@@ -253,6 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_attest(args)
     if args.command == "search":
         return _main_search(args)
+    if args.command == "chat":
+        return _main_chat(args)
     try:
         settings = load_cli_settings(args)
         path, line, column = parse_location(args.location)
@@ -272,6 +277,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_EMPTY
     print_result(text)
     return EXIT_OK
+
+
+def _main_chat(args: argparse.Namespace) -> int:
+    try:
+        settings = load_cli_settings(args)
+    except CubeError as error:
+        say(error.message)
+        return EXIT_USAGE
+    try:
+        return asyncio.run(run_chat(settings, args, say, write_piece, project_root))
+    except CubeError as error:
+        say(f"{error.message} [{error.code}]")
+        return EXIT_USAGE if error.code.startswith(("cli.", "chat.bad")) else EXIT_PROXY
+    except KeyboardInterrupt:
+        return 130
 
 
 def _main_search(args: argparse.Namespace) -> int:
