@@ -355,7 +355,14 @@ def build_server(base_settings: Mapping[str, Any] | None = None) -> CubeLanguage
         if not ls.settings.models.chat or document is None or document.binary or document.too_large:
             return None  # listing never calls the model: actions carry data, the command asks
         uri, diagnostics = params.text_document.uri, params.context.diagnostics
-        return chat_code_actions(uri, params.range, document.version, diagnostics)
+        actions = chat_code_actions(uri, params.range, document.version, diagnostics)
+        text_document = ls.client_capabilities.text_document
+        code_action = text_document.code_action if text_document else None
+        if not (code_action and code_action.resolve_support):
+            # An older client (Neovim 0.7, Emacs eglot) does not resolve: it gets the command now. Still
+            # no model call: the command asks the model only when it runs.
+            actions = [resolve_command(action) for action in actions]
+        return actions
 
     @ls.feature(types.CODE_ACTION_RESOLVE)
     def code_action_resolve(ls: CubeLanguageServer, action: types.CodeAction) -> types.CodeAction:

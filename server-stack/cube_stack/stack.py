@@ -201,7 +201,13 @@ class EmbeddedStack:
             "domain": state.domain_id,
             "token": state.token,
             "api": "ollama",
-            "models": {"completion": completion_model, "embedding": embedding_model},
+            # The completion model answers chat too (the demo model and Ollama's coder models have chat
+            # templates); an operator points `models.chat` at an instruct model for better answers.
+            "models": {
+                "completion": completion_model,
+                "chat": completion_model,
+                "embedding": embedding_model,
+            },
             "attestation": {"mode": "simulated", "policy": str(paths["policy"])},
             "tls": {"caBundle": str(paths["certificate"])},
         }
