@@ -24,6 +24,11 @@ SOURCE = "import math\n\n\ndef area(r):\n    return math.pi * r * r\n\n\nprint(a
 SELECTION = types.Range(types.Position(3, 0), types.Position(5, 0))  # the whole function
 DOCUMENTED = 'def area(r):\n    """Return the area of a circle of radius r."""\n    return math.pi * r * r\n'
 CAPABILITIES = types.ClientCapabilities(
+    text_document=types.TextDocumentClientCapabilities(
+        code_action=types.CodeActionClientCapabilities(
+            resolve_support=types.ClientCodeActionResolveOptions(properties=["command", "edit"])
+        )
+    ),
     window=types.WindowClientCapabilities(work_done_progress=True),
     workspace=types.WorkspaceClientCapabilities(apply_edit=True),
     experimental={"cubeChatResult": True},
@@ -256,4 +261,16 @@ async def test_wrong_arguments_are_refused_clearly(start: Start, backend: Script
         await client.workspace_execute_command_async(
             types.ExecuteCommandParams(command="cube.chat", arguments=[stale])
         )
+    assert backend.request_count == 0
+
+
+async def test_a_client_without_resolve_gets_the_command_with_the_action(
+    start: Start, backend: ScriptedBackend
+):
+    """Neovim 0.7 and eglot do not resolve code actions: the listed action carries its command."""
+    plain_client = types.ClientCapabilities(workspace=types.WorkspaceClientCapabilities(apply_edit=True))
+    client = await start(chat_settings(backend), capabilities=plain_client)
+    listed = await list_actions(client)
+    commands = [getattr(item, "command", None) for item in listed]
+    assert commands and all(c is not None for c in commands)
     assert backend.request_count == 0
