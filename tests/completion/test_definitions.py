@@ -33,6 +33,7 @@ def test_public_api() -> None:
             "ReadFile",
             "extract_definitions",
             "find_definition_snippets",
+            "import_section",
             "parse_imports",
         ]
     )

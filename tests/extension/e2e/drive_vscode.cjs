@@ -73,7 +73,9 @@ drive(async (page) => {
   await page.screenshot({ path: path.join(cfg.artifacts, "attestation.png") });
   emit("attestation", { measurement, simulated: simulatedRow });
 
-  // Search: a QuickPick fed by cube/search as one types; Enter opens the location.
+  // Search: a QuickPick fed by cube/search as one types; Enter opens the location. First the index
+  // must be done (the status bar item spins while the workspace is indexed and embedded).
+  await statusItem(page).locator(".codicon-sync").waitFor({ state: "detached", timeout: T });
   await runCommand(page, "Cube: Search Workspace", { opensInput: true });
   const searchBox = page.locator(".quick-input-widget", { hasText: "Cube: Search Workspace" });
   await searchBox.waitFor({ state: "visible", timeout: T });
