@@ -17,6 +17,7 @@ import {
   State,
   TransportKind,
 } from "vscode-languageclient/node";
+import { CHAT_RESULT_NOTIFICATION, ChatResult, chatResultMarkdown, isChatResult } from "./chatResult";
 import { ServerCommand, resolveServerCommand } from "./serverCommand";
 import { SessionManager } from "./session";
 import { SECTION, completionEnabledFor, toServerSettings } from "./settings";
@@ -300,12 +301,32 @@ export class CubeClient implements vscode.Disposable {
       this.status.setClient({ running: true, startError: undefined });
       this.status.update(params);
     });
+    // Prose chat answers: declared, so cube-lsp sends them here instead of opening a raw .md file.
+    client.registerFeature({
+      fillClientCapabilities: (capabilities) => {
+        capabilities.experimental = { ...(capabilities.experimental ?? {}), cubeChatResult: true };
+      },
+      initialize: () => undefined,
+      getState: () => ({ kind: "static" }),
+      clear: () => undefined,
+    });
+    client.onNotification(CHAT_RESULT_NOTIFICATION, (params: unknown) => {
+      if (isChatResult(params)) {
+        void showChatResult(params);
+      }
+    });
     return client;
   }
 }
 
 function commandKey(command: ServerCommand): string {
   return JSON.stringify([command.command, ...command.args]);
+}
+
+/** Show a prose answer rendered, beside the code: an untitled markdown document in preview. */
+async function showChatResult(result: ChatResult): Promise<void> {
+  const document = await vscode.workspace.openTextDocument({ language: "markdown", content: chatResultMarkdown(result) });
+  await vscode.commands.executeCommand("markdown.showPreviewToSide", document.uri);
 }
 
 /** The Python extension's interpreter command, when that extension is installed and has one. */
