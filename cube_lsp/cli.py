@@ -32,6 +32,7 @@ from cube_lsp.cube.client import CubeClient
 from cube_lsp.errors import CubeError
 from cube_lsp.languages import language_for_path
 from cube_lsp.settings import Models, Settings, load_settings_file, parse_settings
+from cube_lsp.text_files import read_text_file
 from cube_lsp.workspace_files import WorkspaceFiles
 
 EXIT_OK, EXIT_EMPTY, EXIT_USAGE, EXIT_PROXY = 0, 1, 2, 3
@@ -158,16 +159,7 @@ def parse_location(location: str) -> tuple[Path, int, int]:
 
 def completion_input(path: Path, line: int, column: int, language: str | None) -> CompletionInput:
     """Read the file and locate the cursor; raise CubeError with a clear message on bad input."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise CubeError(f"cannot read {path}: {exc.strerror}", code="cli.file") from exc
-    if b"\x00" in data[:8192]:
-        raise CubeError(f"{path} looks binary; not completing it", code="cli.binary")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise CubeError(f"{path} is not UTF-8 (byte {exc.start})", code="cli.encoding") from exc
+    _, text = read_text_file(path, "completing")
     lines = text.split("\n")
     if line >= len(lines):
         raise CubeError(f"{path} has {len(lines)} lines; line {line + 1} does not exist", code="cli.location")

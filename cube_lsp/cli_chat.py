@@ -30,6 +30,7 @@ from cube_lsp.cube.client import CubeClient
 from cube_lsp.errors import CubeError
 from cube_lsp.languages import language_for_path
 from cube_lsp.settings import Settings
+from cube_lsp.text_files import read_text_file
 from cube_lsp.workspace_files import WorkspaceFiles
 
 CHAT_OPTIONS = ["settings", "endpoint", "domain", "token", "api", "attestation", "policy"]
@@ -52,16 +53,7 @@ def read_selection(location: str) -> tuple[Path, bytes, str, int, int]:
     if match is None:
         raise CubeError(f"expected FILE:START-END with 1-based lines, got {location!r}", code="cli.location")
     path, first, last = Path(match["path"]), int(match["start"]), int(match["end"])
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise CubeError(f"cannot read {path}: {exc.strerror}", code="cli.file") from exc
-    if b"\x00" in raw[:8192]:
-        raise CubeError(f"{path} looks binary; chat works on text files", code="cli.binary")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise CubeError(f"{path} is not UTF-8 (byte {exc.start})", code="cli.encoding") from exc
+    raw, text = read_text_file(path, "chatting about")
     lines = text.split("\n")
     if not 1 <= first <= last <= len(lines):
         raise CubeError(

@@ -114,29 +114,13 @@ class CubeClient:
             route, body, parser = "/api/generate", _ollama_body(request), _OllamaParser()
         else:
             route, body, parser = "/v1/completions", _openai_body(request), _SseParser()
-        started = time.perf_counter()
-        produced = chunks = 0
         secrets = (request.prompt, request.suffix)
-        async with (
-            self._open("POST", route, body, model=request.model, secrets=secrets) as response,
-            contextlib.aclosing(self._lines(response)) as lines,
-        ):
-            async for line in lines:
-                for text in parser.feed(line):
-                    produced += len(text)
-                    if produced > self._limits.max_text_chars:
-                        raise ProxyProtocolError(
-                            f"{route} streamed more than {self._limits.max_text_chars} characters; "
-                            "lower `completion.maxTokens`"
-                        )
-                    chunks += 1
-                    yield text
-                if parser.done:
-                    await self._drain(lines)
-                    break
-            else:
-                parser.finish()
-        log.debug("%s streamed %d chunks, %d chars in %.0f ms", route, chunks, produced, _ms_since(started))
+        hint = "; lower `completion.maxTokens`"
+        async with contextlib.aclosing(
+            self._stream(route, body, parser, request.model, secrets, hint)
+        ) as pieces:
+            async for text in pieces:
+                yield text
 
     async def stream_chat(
         self,
@@ -160,7 +144,22 @@ class CubeClient:
             route, parser = "/v1/chat/completions", _SseParser(chat=True)
             body |= {"max_tokens": max_tokens, "temperature": temperature}
         secrets = tuple(m.get("content", "") for m in messages)
-        produced = 0
+        async with contextlib.aclosing(self._stream(route, body, parser, model, secrets, "")) as pieces:
+            async for text in pieces:
+                yield text
+
+    async def _stream(
+        self,
+        route: str,
+        body: dict[str, Any],
+        parser: _StreamParser,
+        model: str,
+        secrets: tuple[str, ...],
+        limit_hint: str,
+    ) -> AsyncGenerator[str, None]:
+        """POST ``body`` and yield the text ``parser`` finds in the streamed lines, within the limits."""
+        started = time.perf_counter()
+        produced = chunks = 0
         async with (
             self._open("POST", route, body, model=model, secrets=secrets) as response,
             contextlib.aclosing(self._lines(response)) as lines,
@@ -170,14 +169,16 @@ class CubeClient:
                     produced += len(text)
                     if produced > self._limits.max_text_chars:
                         raise ProxyProtocolError(
-                            f"{route} streamed more than {self._limits.max_text_chars} characters"
+                            f"{route} streamed more than {self._limits.max_text_chars} characters{limit_hint}"
                         )
+                    chunks += 1
                     yield text
                 if parser.done:
                     await self._drain(lines)
                     break
             else:
                 parser.finish()
+        log.debug("%s streamed %d chunks, %d chars in %.0f ms", route, chunks, produced, _ms_since(started))
 
     async def list_models(self) -> list[str]:
         """Return the names of the models the proxy serves (a cheap status and auth check)."""
