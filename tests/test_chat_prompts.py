@@ -78,3 +78,20 @@ def test_enclosing_definition_is_the_smallest_that_is_larger_than_the_selection(
     assert whole is not None and whole.startswith("class Store")
     assert enclosing_definition("x = 1\n", 0, 5, "python") is None
     assert enclosing_definition("plain text", 0, 5, "plaintext") is None
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        (0, 15, (0, 15)),  # already whole lines
+        (0, 16, (0, 32)),  # Neovim's line selection ends one character into the next line
+        (4, 10, (0, 15)),  # inside one line
+        (20, 20, (15, 32)),  # the cursor: its line
+        (32, 32, (32, 32)),  # the end of the document
+    ],
+)
+def test_selections_are_widened_to_whole_lines(start: int, end: int, expected: tuple[int, int]) -> None:
+    from cube_lsp.chat.engine import whole_lines
+
+    text = "def add(a, b):\n    return a + b\n"
+    assert whole_lines(text, start, end) == expected

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
-from cube_lsp.chat.engine import EDIT_ACTIONS, ChatRequest
+from cube_lsp.chat.engine import EDIT_ACTIONS, ChatRequest, whole_lines
 from cube_lsp.chat.lsp_convert import CHAT_RESULT, ChatArgs, workspace_edit
 from cube_lsp.errors import CubeError
 
@@ -55,6 +55,7 @@ async def run_chat_command(ls: CubeLanguageServer, args: ChatArgs) -> dict[str, 
     end = document.offset_at(*args.end, encoding)
     if start is None or end is None or start > end:
         raise CubeError("cube.chat: `range` is outside the document", code="chat.bad_args")
+    start, end = whole_lines(document.text, start, end)
     version = document.version
     title = f"Cube: {_TITLES.get(args.action, args.action)}"
     request = ChatRequest(

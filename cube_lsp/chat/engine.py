@@ -21,12 +21,25 @@ from cube_lsp.cube.client import CubeClient
 from cube_lsp.cube.errors import ProxyNotConfigured
 from cube_lsp.errors import CubeError
 
-__all__ = ["EDIT_ACTIONS", "ChatEngine", "ChatOutcome", "ChatRequest"]
+__all__ = ["EDIT_ACTIONS", "ChatEngine", "ChatOutcome", "ChatRequest", "whole_lines"]
 
 #: Actions whose answer replaces the selection; the others answer in prose (markdown).
 EDIT_ACTIONS = frozenset({"document", "refactor", "fix"})
 MAX_THREADS = 64  # chat ids remembered
 MAX_TURNS = 6  # question/answer pairs kept per thread
+
+
+def whole_lines(text: str, start: int, end: int) -> tuple[int, int]:
+    """Widen a selection (str offsets) to whole lines; an empty one (the cursor) becomes its line.
+
+    Editors select from a column, and Neovim's visual line selections end one character into the next
+    line; a model answers with whole lines, so the edit is placed over whole lines.
+    """
+    start = text.rfind("\n", 0, start) + 1
+    if end <= start or text[end - 1] != "\n":
+        newline = text.find("\n", max(end, start))
+        end = len(text) if newline < 0 else newline + 1
+    return start, end
 
 
 @dataclass(frozen=True)
