@@ -95,3 +95,16 @@ def test_selections_are_widened_to_whole_lines(start: int, end: int, expected: t
 
     text = "def add(a, b):\n    return a + b\n"
     assert whole_lines(text, start, end) == expected
+
+
+def test_an_answer_for_a_selection_ending_mid_line_replaces_that_whole_line() -> None:
+    """Found by Neovim: its line range ends one character into the next line; nothing is duplicated."""
+    from cube_lsp.chat.edits import apply_answer
+
+    document = "def add(a, b):\n    return a + b\n"
+    answer = '```python\ndef add(a, b):\n    """Add two numbers."""\n    return a + b\n```'
+    for end in (16, 19, 25):
+        edit = apply_answer(document, 0, end, answer, "python").edit
+        assert edit is not None
+        result = document[: edit.start] + edit.new_text + document[edit.end :]
+        assert result == 'def add(a, b):\n    """Add two numbers."""\n    return a + b\n', (end, result)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import tempfile
 import uuid
 from pathlib import Path
@@ -156,12 +157,12 @@ def _show_prose(ls: CubeLanguageServer, chat_id: str, args: ChatArgs, title: str
         return
     window = getattr(ls.client_capabilities, "window", None)
     if window and window.show_document and window.show_document.support:
-        folder = Path(tempfile.gettempdir()) / "cube-lsp-chat"
-        folder.mkdir(mode=0o700, exist_ok=True)
-        page = folder / f"{args.action}-{chat_id[:8]}.md"
-        page.write_text(f"# {title}\n\n{answer}\n", encoding="utf-8")
-        page.chmod(0o600)
-        ls.window_show_document(types.ShowDocumentParams(uri=page.as_uri(), take_focus=False))
+        # mkstemp: a new 0600 file made with O_EXCL, so nothing another user put in /tmp beforehand
+        # (a directory, a symlink) can receive the answer, which quotes the user's code.
+        fd, name = tempfile.mkstemp(prefix=f"cube-{args.action}-", suffix=".md")
+        with os.fdopen(fd, "w", encoding="utf-8") as page:
+            page.write(f"# {title}\n\n{answer}\n")
+        ls.window_show_document(types.ShowDocumentParams(uri=Path(name).as_uri(), take_focus=False))
         return
     first = answer.strip().split("\n", 1)[0][:300]
     _tell(ls, types.MessageType.Info, f"{title}: {first}")

@@ -409,6 +409,10 @@ def apply_answer(document: str, start: int, end: int, answer: str, language_id: 
     """Return the smallest edit putting the answer's code in place of ``document[start:end]``, or refuse."""
     if not 0 <= start <= end <= len(document):
         return _refuse("the selection is outside the document", "bad_range")
+    if end > start and document[end - 1] != "\n" and "\n" in document[end:]:
+        # A selection ending inside a line (Neovim's line ranges end one character into the next line)
+        # ends with that line: the answer's last line replaces the whole of it, never half of it.
+        end = document.index("\n", end) + 1
     if not answer.strip():
         return _refuse("the answer is empty", "empty_answer")
     extracted = extract_code(answer, language_id)
