@@ -17,7 +17,7 @@ import {
   State,
   TransportKind,
 } from "vscode-languageclient/node";
-import { CHAT_RESULT_NOTIFICATION, ChatResult, chatResultMarkdown, isChatResult } from "./chatResult";
+import { CHAT_DELTA_NOTIFICATION, CHAT_RESULT_NOTIFICATION } from "./chatThread";
 import { ServerCommand, resolveServerCommand } from "./serverCommand";
 import { SessionManager } from "./session";
 import { SECTION, completionEnabledFor, toServerSettings } from "./settings";
@@ -54,6 +54,8 @@ export class CubeClient implements vscode.Disposable {
   private batching = false;
   private readonly notices = new OnceNotices();
   private readonly subscriptions: vscode.Disposable[] = [];
+  /** Where streamed and final chat answers go (the chat panel). */
+  chat: { onDelta(params: unknown): void; onResult(params: unknown): void } | undefined;
 
   constructor(
     private readonly extensionUri: vscode.Uri,
@@ -301,32 +303,24 @@ export class CubeClient implements vscode.Disposable {
       this.status.setClient({ running: true, startError: undefined });
       this.status.update(params);
     });
-    // Prose chat answers: declared, so cube-lsp sends them here instead of opening a raw .md file.
+    // Chat answers: declared, so cube-lsp streams them here (cube/chatDelta) and sends prose answers
+    // as cube/chatResult instead of opening a raw .md file; the chat panel shows both.
     client.registerFeature({
       fillClientCapabilities: (capabilities) => {
-        capabilities.experimental = { ...(capabilities.experimental ?? {}), cubeChatResult: true };
+        capabilities.experimental = { ...(capabilities.experimental ?? {}), cubeChatResult: true, cubeChatStream: true };
       },
       initialize: () => undefined,
       getState: () => ({ kind: "static" }),
       clear: () => undefined,
     });
-    client.onNotification(CHAT_RESULT_NOTIFICATION, (params: unknown) => {
-      if (isChatResult(params)) {
-        void showChatResult(params);
-      }
-    });
+    client.onNotification(CHAT_DELTA_NOTIFICATION, (params: unknown) => this.chat?.onDelta(params));
+    client.onNotification(CHAT_RESULT_NOTIFICATION, (params: unknown) => this.chat?.onResult(params));
     return client;
   }
 }
 
 function commandKey(command: ServerCommand): string {
   return JSON.stringify([command.command, ...command.args]);
-}
-
-/** Show a prose answer rendered, beside the code: an untitled markdown document in preview. */
-async function showChatResult(result: ChatResult): Promise<void> {
-  const document = await vscode.workspace.openTextDocument({ language: "markdown", content: chatResultMarkdown(result) });
-  await vscode.commands.executeCommand("markdown.showPreviewToSide", document.uri);
 }
 
 /** The Python extension's interpreter command, when that extension is installed and has one. */

@@ -1,5 +1,5 @@
 /**
- * The extension's commands, declared in one table so later features (search, chat) add theirs with
+ * The extension's commands, declared in one table so each feature (search, chat) adds its own with
  * a few lines. Each command's id matches `contributes.commands` in package.json.
  */
 import * as crypto from "node:crypto";
@@ -7,6 +7,8 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as vscode from "vscode";
 import { attestationHtml } from "./attestationPage";
+import { runChatAction } from "./chatCommands";
+import type { ChatPanel } from "./chatPanel";
 import { AuthError, sessionFromToken, signInWithPassword } from "./auth";
 import { CubeClient } from "./client";
 import { LocalStack, clientJsonPath, readLocalStack } from "./localStack";
@@ -23,6 +25,7 @@ export interface CommandContext {
   session: SessionManager;
   status: StatusBar;
   output: vscode.LogOutputChannel;
+  chat: ChatPanel;
   /** Open views, reused by the commands that show them. */
   views: { attestation?: vscode.WebviewPanel };
 }
@@ -44,6 +47,12 @@ export const COMMANDS: CubeCommand[] = [
   { id: "cube.useLocalStack", run: (ctx) => useLocalStack(ctx, true) },
   { id: "cube.showAttestation", run: (ctx) => showAttestation(ctx) },
   { id: "cube.searchWorkspace", run: (ctx) => searchWorkspace(ctx) },
+  { id: "cube.openChat", run: (ctx) => ctx.chat.show() },
+  { id: "cube.chatExplain", run: (ctx) => runChatAction(ctx.chat, "explain") },
+  { id: "cube.chatDocument", run: (ctx) => runChatAction(ctx.chat, "document") },
+  { id: "cube.chatRefactor", run: (ctx) => runChatAction(ctx.chat, "refactor") },
+  { id: "cube.chatTests", run: (ctx) => runChatAction(ctx.chat, "tests") },
+  { id: "cube.chatAsk", run: (ctx) => runChatAction(ctx.chat, "ask") },
 ];
 
 /** Register `commands` (COMMANDS by default). */

@@ -1,6 +1,7 @@
 /** Entry point: only activate and deactivate; the parts live in client, commands, session and statusBar. */
 import * as vscode from "vscode";
 import type { LanguageClient } from "vscode-languageclient/node";
+import { ChatPanel } from "./chatPanel";
 import { CubeClient } from "./client";
 import { offerLocalStack, registerCommands } from "./commands";
 import { SessionManager } from "./session";
@@ -22,8 +23,10 @@ export function activate(context: vscode.ExtensionContext): CubeApi {
   const session = new SessionManager(context.secrets, () => vscode.workspace.getConfiguration(SECTION).get<string | null>("authUrl"), output);
   const client = new CubeClient(context.extensionUri, output, status, session);
   cube = client;
-  const ctx = { extension: context, client, session, status, output, views: {} };
-  context.subscriptions.push(output, status, session, client, ...registerCommands(ctx));
+  const chat = new ChatPanel(() => client.client, output);
+  client.chat = chat;
+  const ctx = { extension: context, client, session, status, output, chat, views: {} };
+  context.subscriptions.push(output, status, session, client, chat, ...registerCommands(ctx));
   const ready = (async () => {
     await session.load();
     await client.start();
