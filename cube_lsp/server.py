@@ -25,9 +25,16 @@ from pygls.protocol import LanguageServerProtocol, lsp_method
 from pygls.uris import to_fs_path
 
 from cube_lsp import __version__
-from cube_lsp.chat.command import run_chat_command
+from cube_lsp.chat.command import run_apply_command, run_chat_command
 from cube_lsp.chat.engine import ChatEngine
-from cube_lsp.chat.lsp_convert import CHAT_COMMAND, chat_code_actions, parse_chat_args, resolve_command
+from cube_lsp.chat.lsp_convert import (
+    CHAT_APPLY_COMMAND,
+    CHAT_COMMAND,
+    chat_code_actions,
+    parse_apply_args,
+    parse_chat_args,
+    resolve_command,
+)
 from cube_lsp.completion.engine import CompletionEngine, CompletionInput, CompletionResult
 from cube_lsp.context import ContextSources
 from cube_lsp.cube.attested import AttestationStatus, initial_status, make_client_transport
@@ -125,6 +132,7 @@ class CubeLanguageServer(LanguageServer):
             status_changed=self.send_status,
             progress=_WorkDoneProgress(self),
         )
+        self.context.related = self.search.related  # chat prompts get the chunks search finds related
         self._settings_errors_shown: tuple[str, ...] = ()
 
     @property
@@ -375,6 +383,13 @@ def build_server(base_settings: Mapping[str, Any] | None = None) -> CubeLanguage
         except CubeError as error:
             if not error.code.startswith("chat."):
                 ls.report_cube_error(error)  # attestation, auth, proxy: shown once, like completions
+            raise JsonRpcException(error.message, code=REQUEST_FAILED, data={"code": error.code}) from None
+
+    @ls.command(CHAT_APPLY_COMMAND)
+    async def chat_apply(ls: CubeLanguageServer, *arguments: Any) -> dict[str, Any]:
+        try:
+            return await run_apply_command(ls, parse_apply_args(list(arguments)))
+        except CubeError as error:
             raise JsonRpcException(error.message, code=REQUEST_FAILED, data={"code": error.code}) from None
 
     @ls.feature(types.WINDOW_WORK_DONE_PROGRESS_CANCEL)

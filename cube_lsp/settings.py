@@ -82,6 +82,15 @@ class SearchSettings:
 
 
 @dataclass(frozen=True)
+class ChatSettings:
+    """Chat code actions (Explain, Add documentation, Refactor, ...)."""
+
+    # true: edits from chat go to the editor as changes that need confirmation (VS Code shows them as a
+    # diff to apply or discard) when the editor supports that; false: applied at once, undo reverts them
+    confirm_edits: bool = True
+
+
+@dataclass(frozen=True)
 class AttestationSettings:
     """How the server behind `endpoint` must prove it runs in a confidential VM."""
 
@@ -149,6 +158,7 @@ class Settings:
     models: Models = field(default_factory=Models)
     completion: CompletionSettings = field(default_factory=CompletionSettings)
     search: SearchSettings = field(default_factory=SearchSettings)
+    chat: ChatSettings = field(default_factory=ChatSettings)
     attestation: AttestationSettings = field(default_factory=AttestationSettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
     timeouts: Timeouts = field(default_factory=Timeouts)

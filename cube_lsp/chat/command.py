@@ -12,19 +12,29 @@ import logging
 import os
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
+from cube_lsp.chat.edits import TextEdit, place_code
 from cube_lsp.chat.engine import EDIT_ACTIONS, ChatRequest, whole_lines
-from cube_lsp.chat.lsp_convert import CHAT_RESULT, ChatArgs, workspace_edit
+from cube_lsp.chat.lsp_convert import (
+    CHAT_DELTA,
+    CHAT_RESULT,
+    ApplyArgs,
+    ChatArgs,
+    lsp_range,
+    workspace_edit,
+)
+from cube_lsp.documents import Document
 from cube_lsp.errors import CubeError
 
 if TYPE_CHECKING:
     from cube_lsp.server import CubeLanguageServer
 
-__all__ = ["run_chat_command"]
+__all__ = ["run_apply_command", "run_chat_command"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +69,8 @@ async def run_chat_command(ls: CubeLanguageServer, args: ChatArgs) -> dict[str, 
     start, end = whole_lines(document.text, start, end)
     version = document.version
     title = f"Cube: {_TITLES.get(args.action, args.action)}"
+    # The id is known before the first piece streams, so a client can put the pieces in their thread.
+    chat_id = args.chat_id or str(uuid.uuid4())
     request = ChatRequest(
         action=args.action,
         uri=args.uri,
@@ -69,12 +81,14 @@ async def run_chat_command(ls: CubeLanguageServer, args: ChatArgs) -> dict[str, 
         end=end,
         instruction=args.instruction,
         diagnostics=args.diagnostics,
-        chat_id=args.chat_id,
+        chat_id=chat_id,
     )
     progress = _Progress(ls, title)
+    about = {"chatId": chat_id, "action": args.action, "title": title, "uri": args.uri}
+    on_text = _streamer(ls, about, progress)
     # A task of its own, so that cancelling the progress (window/workDoneProgress/cancel) cancels the
     # stream, which closes the HTTP response and the model's generation behind the proxy.
-    task = asyncio.ensure_future(ls.chat.run(request, on_text=progress.text))
+    task = asyncio.ensure_future(ls.chat.run(request, on_text=on_text))
     if progress.token is not None:
         ls.chat_tasks[progress.token] = task
     try:
@@ -88,9 +102,9 @@ async def run_chat_command(ls: CubeLanguageServer, args: ChatArgs) -> dict[str, 
         progress.end()
         if progress.token is not None:
             ls.chat_tasks.pop(progress.token, None)
-    chat_id = args.chat_id or str(uuid.uuid4())
     if args.action not in EDIT_ACTIONS:
-        _show_prose(ls, chat_id, args, title, outcome.answer)
+        where = {"version": version, "range": lsp_range(document, start, end, encoding)}
+        _show_prose(ls, about | where, outcome.answer)
         return {"chatId": chat_id, "applied": False, "answer": outcome.answer}
     if outcome.edit is None:
         _tell(ls, types.MessageType.Warning, f"{title}: nothing applied: {outcome.reason}.")
@@ -100,15 +114,70 @@ async def run_chat_command(ls: CubeLanguageServer, args: ChatArgs) -> dict[str, 
         reason = "the document changed while the model was answering"
         _tell(ls, types.MessageType.Warning, f"{title}: nothing applied: {reason}; run it again.")
         return {"chatId": chat_id, "applied": False, "reason": reason}
-    edit = workspace_edit(args.uri, version, current, outcome.edit, encoding)
-    result = await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(edit=edit, label=title))
-    if not result.applied:
-        _tell(
-            ls,
-            types.MessageType.Warning,
-            f"{title}: the editor did not apply the edit ({result.failure_reason}).",
-        )
-    return {"chatId": chat_id, "applied": bool(result.applied)}
+    return {"chatId": chat_id, **await _apply(ls, args.uri, current, outcome.edit, title)}
+
+
+async def run_apply_command(ls: CubeLanguageServer, args: ApplyArgs) -> dict[str, Any]:
+    """Put code the user picked from an answer over a range of the version the answer was about."""
+    document = ls.documents.get(args.uri)
+    if document is None:
+        raise CubeError(f"{args.uri} is not open: open it, then apply again", code="chat.no_document")
+    if document.version != args.version:
+        reason = "the document changed since this answer: ask again to apply code to it"
+        _tell(ls, types.MessageType.Warning, f"{args.title}: nothing applied: {reason}.")
+        return {"applied": False, "reason": reason}
+    encoding = ls.position_encoding
+    start = document.offset_at(*args.start, encoding)
+    end = document.offset_at(*args.end, encoding)
+    if start is None or end is None or start > end:
+        raise CubeError("cube.chat.apply: `range` is outside the document", code="chat.bad_args")
+    start, end = whole_lines(document.text, start, end)
+    result = place_code(document.text, start, end, args.code, document.language_id)
+    if result.edit is None:
+        _tell(ls, types.MessageType.Warning, f"{args.title}: nothing applied: {result.reason}.")
+        return {"applied": False, "reason": result.reason}
+    return await _apply(ls, args.uri, document, result.edit, args.title)
+
+
+async def _apply(
+    ls: CubeLanguageServer, uri: str, document: Document, edit: TextEdit, title: str
+) -> dict[str, Any]:
+    """Ask the client to apply ``edit`` to this version of the document, to be confirmed if it can."""
+    confirm = title if ls.settings.chat.confirm_edits and _confirms_edits(ls) else None
+    change = workspace_edit(uri, document.version, document, edit, ls.position_encoding, confirm=confirm)
+    result = await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(edit=change, label=title))
+    if result.applied:
+        return {"applied": True}
+    if confirm is not None and not result.failure_reason:
+        # Shown as a change to confirm, and the user discarded it: their choice, no warning.
+        return {"applied": False, "reason": "discarded"}
+    failure = result.failure_reason
+    _tell(ls, types.MessageType.Warning, f"{title}: the editor did not apply the edit ({failure}).")
+    return {"applied": False, "reason": result.failure_reason or "not applied"}
+
+
+def _confirms_edits(ls: CubeLanguageServer) -> bool:
+    """Whether the client shows annotated edits for confirmation (LSP changeAnnotationSupport)."""
+    workspace = getattr(ls.client_capabilities, "workspace", None)
+    edit = getattr(workspace, "workspace_edit", None)
+    return getattr(edit, "change_annotation_support", None) is not None
+
+
+def _experimental(ls: CubeLanguageServer, name: str) -> bool:
+    experimental = getattr(ls.client_capabilities, "experimental", None)
+    return isinstance(experimental, dict) and bool(experimental.get(name))
+
+
+def _streamer(ls: CubeLanguageServer, about: dict[str, Any], progress: _Progress) -> Callable[[str], None]:
+    """Each streamed piece to the progress report and, for a client that streams chat, as cube/chatDelta."""
+    if not _experimental(ls, "cubeChatStream"):
+        return progress.text
+
+    def on_text(piece: str) -> None:
+        progress.text(piece)
+        ls.protocol.notify(CHAT_DELTA, about | {"text": piece})
+
+    return on_text
 
 
 class _Progress:
@@ -146,20 +215,17 @@ class _Progress:
             self._ls.work_done_progress.end(self._token, types.WorkDoneProgressEnd(message="done"))
 
 
-def _show_prose(ls: CubeLanguageServer, chat_id: str, args: ChatArgs, title: str, answer: str) -> None:
+def _show_prose(ls: CubeLanguageServer, about: dict[str, Any], answer: str) -> None:
     """Send the answer as cube/chatResult; a client that does not declare it gets a markdown document."""
-    ls.protocol.notify(
-        CHAT_RESULT,
-        {"chatId": chat_id, "action": args.action, "uri": args.uri, "title": title, "markdown": answer},
-    )
-    experimental = getattr(ls.client_capabilities, "experimental", None)
-    if isinstance(experimental, dict) and experimental.get("cubeChatResult"):
+    ls.protocol.notify(CHAT_RESULT, about | {"markdown": answer})
+    if _experimental(ls, "cubeChatResult"):
         return
+    action, title = about["action"], about["title"]
     window = getattr(ls.client_capabilities, "window", None)
     if window and window.show_document and window.show_document.support:
         # mkstemp: a new 0600 file made with O_EXCL, so nothing another user put in /tmp beforehand
         # (a directory, a symlink) can receive the answer, which quotes the user's code.
-        fd, name = tempfile.mkstemp(prefix=f"cube-{args.action}-", suffix=".md")
+        fd, name = tempfile.mkstemp(prefix=f"cube-{action}-", suffix=".md")
         with os.fdopen(fd, "w", encoding="utf-8") as page:
             page.write(f"# {title}\n\n{answer}\n")
         ls.window_show_document(types.ShowDocumentParams(uri=Path(name).as_uri(), take_focus=False))

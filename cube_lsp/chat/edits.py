@@ -32,6 +32,7 @@ __all__ = [
     "apply_answer",
     "canonical_language",
     "extract_code",
+    "place_code",
     "reindent",
 ]
 
@@ -420,7 +421,21 @@ def apply_answer(document: str, start: int, end: int, answer: str, language_id: 
         return _refuse("the answer holds no code block", "no_code")
     if not extracted.complete:
         return _refuse("the answer was cut off", "truncated")
-    code = extracted.text.split("\n")
+    return place_code(document, start, end, extracted.text, language_id)
+
+
+def place_code(document: str, start: int, end: int, code_text: str, language_id: str) -> EditResult:
+    """Return the smallest edit putting ``code_text`` in place of ``document[start:end]``, or refuse.
+
+    The second half of :func:`apply_answer`, for code the user picked themselves (a chat panel's
+    "Apply" on one block): the same re-indenting and the same refusal of code that rewrites what lies
+    outside the selection.
+    """
+    if not 0 <= start <= end <= len(document):
+        return _refuse("the selection is outside the document", "bad_range")
+    if end > start and document[end - 1] != "\n" and "\n" in document[end:]:
+        end = document.index("\n", end) + 1
+    code = code_text.replace("\r\n", "\n").split("\n")
     while code and not code[0].strip():
         code.pop(0)
     while code and not code[-1].strip():

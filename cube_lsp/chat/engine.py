@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from cube_lsp.chat.edits import TextEdit, apply_answer
 from cube_lsp.chat.prompts import ACTIONS, ChatInput, build_chat_prompt
 from cube_lsp.completion.engine import CompletionInput
+from cube_lsp.completion.types import Snippet
 from cube_lsp.context import ContextSources
 from cube_lsp.cube.client import CubeClient
 from cube_lsp.cube.errors import ProxyNotConfigured
@@ -68,6 +69,14 @@ class ChatOutcome:
     truncated: bool  # the selection was cut to fit the prompt
 
 
+@dataclass
+class _Thread:
+    """The turns of one conversation and the code its last turn was about."""
+
+    turns: deque[dict[str, str]]
+    selection: str | None = None
+
+
 class ChatEngine:
     """Chat code actions over the current proxy client (looked up per call, as settings change)."""
 
@@ -83,7 +92,7 @@ class ChatEngine:
         self._model = model
         self._context = context
         self._max_prompt_tokens = max_prompt_tokens
-        self._threads: OrderedDict[str, deque[dict[str, str]]] = OrderedDict()
+        self._threads: OrderedDict[str, _Thread] = OrderedDict()
 
     async def run(self, request: ChatRequest, on_text: Callable[[str], None] | None = None) -> ChatOutcome:
         """Ask the chat model; raise CubeError (attestation included) when it cannot be asked."""
@@ -95,7 +104,7 @@ class ChatEngine:
         model = self._model()
         if not model:
             raise CubeError("no chat model configured: set `models.chat`", code="chat.no_model")
-        snippets = self._snippets(request)
+        snippets = await self._snippets(request)
         source = ChatInput(
             request.action,
             request.path,
@@ -113,7 +122,12 @@ class ChatEngine:
             raise CubeError(str(exc), code="chat.bad_selection") from None
         system, user = prompt.messages
         thread = self._thread(request.chat_id)
-        messages = [system, *(thread or ()), user]
+        selected = request.text[request.start : request.end]
+        if thread is not None and thread.turns and thread.selection == selected and request.action == "ask":
+            # A follow-up about the same code: the thread already holds it, so only the question goes
+            # out, and the conversation does not grow by the whole context at every turn.
+            user = {"role": "user", "content": f"Question: {request.instruction.strip()}"}
+        messages = [system, *(thread.turns if thread is not None else ()), user]
         pieces: list[str] = []
         async for piece in client.stream_chat(messages, model=model):
             pieces.append(piece)
@@ -121,7 +135,8 @@ class ChatEngine:
                 on_text(piece)
         answer = "".join(pieces)
         if thread is not None:
-            thread.extend([user, {"role": "assistant", "content": answer}])
+            thread.turns.extend([user, {"role": "assistant", "content": answer}])
+            thread.selection = selected
         if request.action not in EDIT_ACTIONS:
             return ChatOutcome(answer, None, None, prompt.truncated)
         if prompt.truncated:
@@ -130,7 +145,8 @@ class ChatEngine:
         result = apply_answer(request.text, request.start, request.end, answer, request.language_id)
         return ChatOutcome(answer, result.edit, result.reason, False)
 
-    def _snippets(self, request: ChatRequest) -> list:  # type: ignore[type-arg]
+    async def _snippets(self, request: ChatRequest) -> list[Snippet]:
+        """Return imported definitions first, then what search finds related, then similar recent code."""
         if self._context is None:
             return []
         probe = CompletionInput(
@@ -141,14 +157,22 @@ class ChatEngine:
             offset=request.start,
             automatic=False,
         )
-        return self._context.snippets(probe)
+        nearby = self._context.snippets(probe)
+        definitions = [s for s in nearby if s.source == "definition"]
+        recent = [s for s in nearby if s.source != "definition"]
+        query = f"{request.instruction}\n{request.text[request.start : request.end]}".strip()
+        first = request.text.count("\n", 0, request.start) + 1
+        last = first + request.text.count("\n", request.start, max(request.start, request.end - 1))
+        related = await self._context.related_snippets(query, request.path, (first, last))
+        known = {(s.path, s.text) for s in definitions}
+        return [*definitions, *(s for s in related if (s.path, s.text) not in known), *recent]
 
-    def _thread(self, chat_id: str | None) -> deque[dict[str, str]] | None:
+    def _thread(self, chat_id: str | None) -> _Thread | None:
         if chat_id is None:
             return None
         thread = self._threads.get(chat_id)
         if thread is None:
-            thread = self._threads[chat_id] = deque(maxlen=2 * MAX_TURNS)
+            thread = self._threads[chat_id] = _Thread(deque(maxlen=2 * MAX_TURNS))
             while len(self._threads) > MAX_THREADS:
                 self._threads.popitem(last=False)
         self._threads.move_to_end(chat_id)

@@ -18,17 +18,26 @@ from cube_lsp.documents import Document, Encoding
 from cube_lsp.errors import CubeError
 
 __all__ = [
+    "CHAT_APPLY_COMMAND",
     "CHAT_COMMAND",
+    "CHAT_DELTA",
     "CHAT_RESULT",
+    "ApplyArgs",
     "ChatArgs",
     "chat_code_actions",
+    "lsp_range",
+    "parse_apply_args",
     "parse_chat_args",
     "workspace_edit",
 ]
 
 CHAT_COMMAND = "cube.chat"
+CHAT_APPLY_COMMAND = "cube.chat.apply"  # put code the user picked (a chat panel's "Apply") in a range
 CHAT_RESULT = "cube/chatResult"  # prose answers, for clients that show them (else a markdown document)
+CHAT_DELTA = "cube/chatDelta"  # each streamed piece, for clients that declare experimental.cubeChatStream
+CONFIRM_ANNOTATION = "cube.chat"  # the change annotation that asks the editor to confirm an edit
 MAX_INSTRUCTION_CHARS = 4000
+MAX_APPLY_CHARS = 200_000
 
 _OFFERED: list[tuple[str, str, str]] = [
     # (action, title, kind)
@@ -52,6 +61,18 @@ class ChatArgs:
     instruction: str = ""
     diagnostics: tuple[str, ...] = ()
     chat_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ApplyArgs:
+    """The arguments of ``cube.chat.apply``: code to put over a range of one version of a document."""
+
+    uri: str
+    version: int
+    start: tuple[int, int]
+    end: tuple[int, int]
+    code: str
+    title: str = "Cube: Apply"
 
 
 def chat_code_actions(
@@ -94,8 +115,8 @@ def resolve_command(action: types.CodeAction) -> types.CodeAction:
     return action
 
 
-def parse_chat_args(arguments: Any) -> ChatArgs:
-    """Validate ``cube.chat``'s arguments; raise CubeError naming what is wrong."""
+def _one_object(arguments: Any, command: str, shape: str) -> Mapping[str, Any]:
+    """Return the single object argument of a command (pygls may hand it over as a named tuple)."""
     if hasattr(arguments, "_asdict"):
         arguments = arguments._asdict()
     if isinstance(arguments, list | tuple):
@@ -103,16 +124,25 @@ def parse_chat_args(arguments: Any) -> ChatArgs:
     if hasattr(arguments, "_asdict"):
         arguments = arguments._asdict()
     if not isinstance(arguments, Mapping):
+        raise CubeError(f"{command} takes one object argument: {shape}", code="chat.bad_args")
+    return arguments
+
+
+def _range(value: Any, command: str) -> list[int]:
+    if not (isinstance(value, list) and len(value) == 4 and all(type(x) is int and x >= 0 for x in value)):
         raise CubeError(
-            "cube.chat takes one object argument: {action, uri, range, ...}", code="chat.bad_args"
+            f"{command}: `range` must be [startLine, startChar, endLine, endChar]", code="chat.bad_args"
         )
-    action, uri, rng = arguments.get("action"), arguments.get("uri"), arguments.get("range")
+    return value
+
+
+def parse_chat_args(arguments: Any) -> ChatArgs:
+    """Validate ``cube.chat``'s arguments; raise CubeError naming what is wrong."""
+    arguments = _one_object(arguments, CHAT_COMMAND, "{action, uri, range, ...}")
+    action, uri = arguments.get("action"), arguments.get("uri")
     if not isinstance(action, str) or not isinstance(uri, str):
         raise CubeError("cube.chat: `action` and `uri` must be strings", code="chat.bad_args")
-    if not (isinstance(rng, list) and len(rng) == 4 and all(type(x) is int and x >= 0 for x in rng)):
-        raise CubeError(
-            "cube.chat: `range` must be [startLine, startChar, endLine, endChar]", code="chat.bad_args"
-        )
+    rng = _range(arguments.get("range"), CHAT_COMMAND)
     version = arguments.get("version")
     if version is not None and type(version) is not int:
         raise CubeError("cube.chat: `version` must be an integer", code="chat.bad_args")
@@ -126,6 +156,8 @@ def parse_chat_args(arguments: Any) -> ChatArgs:
     if not isinstance(diagnostics, list) or not all(isinstance(d, str) for d in diagnostics):
         raise CubeError("cube.chat: `diagnostics` must be a list of strings", code="chat.bad_args")
     chat_id = arguments.get("chatId")
+    if chat_id is not None and not (isinstance(chat_id, str) and 0 < len(chat_id) <= 200):
+        raise CubeError("cube.chat: `chatId` must be a string of 1..200 characters", code="chat.bad_args")
     return ChatArgs(
         action,
         uri,
@@ -134,22 +166,67 @@ def parse_chat_args(arguments: Any) -> ChatArgs:
         (rng[2], rng[3]),
         instruction,
         tuple(diagnostics[:20]),
-        chat_id if isinstance(chat_id, str) else None,
+        chat_id,
     )
+
+
+def parse_apply_args(arguments: Any) -> ApplyArgs:
+    """Validate ``cube.chat.apply``'s arguments; raise CubeError naming what is wrong."""
+    arguments = _one_object(arguments, CHAT_APPLY_COMMAND, "{uri, version, range, code}")
+    uri, version, code = arguments.get("uri"), arguments.get("version"), arguments.get("code")
+    if not isinstance(uri, str) or not isinstance(code, str):
+        raise CubeError("cube.chat.apply: `uri` and `code` must be strings", code="chat.bad_args")
+    if type(version) is not int:
+        raise CubeError(
+            "cube.chat.apply: `version` must be the document version the answer was about",
+            code="chat.bad_args",
+        )
+    if len(code) > MAX_APPLY_CHARS:
+        raise CubeError(
+            f"cube.chat.apply: `code` is longer than {MAX_APPLY_CHARS} characters", code="chat.bad_args"
+        )
+    rng = _range(arguments.get("range"), CHAT_APPLY_COMMAND)
+    title = arguments.get("title")
+    title = title[:100] if isinstance(title, str) and title.strip() else "Cube: Apply"
+    return ApplyArgs(uri, version, (rng[0], rng[1]), (rng[2], rng[3]), code, title)
+
+
+def lsp_range(document: Document, start: int, end: int, encoding: Encoding) -> list[int]:
+    """Return the 4-int range form of ``cube.chat``'s arguments for str offsets into ``document``."""
+    return [*document.position_at(start, encoding), *document.position_at(end, encoding)]
 
 
 def workspace_edit(
-    uri: str, version: int | None, document: Document, edit: TextEdit, encoding: Encoding
+    uri: str,
+    version: int | None,
+    document: Document,
+    edit: TextEdit,
+    encoding: Encoding,
+    *,
+    confirm: str | None = None,
 ) -> types.WorkspaceEdit:
-    """Return the edit as a WorkspaceEdit bound to the document version it was computed for."""
+    """Return the edit as a WorkspaceEdit bound to the document version it was computed for.
+
+    With ``confirm`` (a label), the edit carries a change annotation that needs confirmation: an
+    editor that supports annotations shows it for the user to apply or discard (VS Code's refactor
+    preview, a diff) instead of applying it at once.
+    """
     start = document.position_at(edit.start, encoding)
     end = document.position_at(edit.end, encoding)
-    text_edit = types.TextEdit(
-        range=types.Range(types.Position(*start), types.Position(*end)), new_text=edit.new_text
-    )
+    rng = types.Range(types.Position(*start), types.Position(*end))
     identifier = types.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version)
+    if confirm is None:
+        text_edit = types.TextEdit(range=rng, new_text=edit.new_text)
+        return types.WorkspaceEdit(
+            document_changes=[types.TextDocumentEdit(text_document=identifier, edits=[text_edit])]
+        )
+    annotated = types.AnnotatedTextEdit(range=rng, new_text=edit.new_text, annotation_id=CONFIRM_ANNOTATION)
+    annotation = types.ChangeAnnotation(
+        label=confirm, needs_confirmation=True, description="Suggested by the chat model: review it"
+    )
     return types.WorkspaceEdit(
-        document_changes=[types.TextDocumentEdit(text_document=identifier, edits=[text_edit])]
+        document_changes=[types.TextDocumentEdit(text_document=identifier, edits=[annotated])],
+        change_annotations={CONFIRM_ANNOTATION: annotation},
     )
 
 

@@ -398,8 +398,10 @@ class _Emitter:
         header = self._header(definition.context, definition.signature)
         # A class with members of some size is always its outline plus one chunk per member, even when
         # it would fit whole: a search for what a method does should land on that method.
-        if definition.kind in CLASS_KINDS and definition.children and (
-            not self._fits(rows) or any(not self._is_small(m) for m in _flatten(definition.children))
+        if (
+            definition.kind in CLASS_KINDS
+            and definition.children
+            and (not self._fits(rows) or any(not self._is_small(m) for m in _flatten(definition.children)))
         ):
             self._emit_skeleton(definition, header)
             return

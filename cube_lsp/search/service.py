@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
@@ -208,6 +208,16 @@ class SearchService:
         if self._search is None:
             raise CubeError("search is off: set `search.enabled` and open a folder", code="search.disabled")
         return await self._search.search(query, limit=limit, path_glob=path_glob, languages=languages)
+
+    async def related(self, query: str, limit: int) -> list[Hit]:
+        """Return hits for chat context, each snippet holding its chunk's whole text.
+
+        The index's chunks are already small. No search (off, or no folder) gives none, not an error.
+        """
+        if self._search is None:
+            return []
+        rank = replace(self._search.options.rank, snippet_lines=10_000, snippet_chars=4000)
+        return await self._search.search(query, limit=limit, rank=rank)
 
     async def symbols(self, query: str, limit: int = 50) -> list[Hit]:
         """Hits for ``workspace/symbol``: definitions whose name matches, then semantic matches."""

@@ -22,6 +22,7 @@ def test_public_names() -> None:
         "apply_answer",
         "canonical_language",
         "extract_code",
+        "place_code",
         "reindent",
     ]
 
@@ -260,3 +261,18 @@ def test_selection_starting_inside_leading_whitespace() -> None:
     start = document.index("return")
     result = apply_answer(document, start, len(document), "```py\nreturn 2\n```", "python")
     assert apply(document, result) == "def f():\n    return 2\n"
+
+
+def test_place_code_takes_the_code_as_it_is() -> None:
+    """A chat panel's Apply: no fence to find, the same re-indenting and the same refusals."""
+    document = "class A:\n    def f(self):\n        return 1\n\n\nx = 2\n"
+    start, end = document.index("    def f"), document.index("\n\n\nx") + 1
+    placed = edits.place_code(document, start, end, "def f(self):\n    return 2", "python")
+    edit = placed.edit
+    assert edit is not None and edit.new_text == "2"  # the smallest edit
+    after = document[: edit.start] + edit.new_text + document[edit.end :]
+    assert after == document.replace("return 1", "return 2")
+    rewrite = "class A:\n    def f(self):\n        return 3\n\n\nx = 2"
+    refused = edits.place_code(document, start, end, rewrite, "python")
+    assert refused.edit is None and "outside" in (refused.reason or "")
+    assert edits.place_code(document, start, end, "  \n", "python").reason == "the code in the answer is empty"

@@ -7,13 +7,16 @@ client to apply the smallest edit (workspace/applyEdit), or applies nothing and 
 from __future__ import annotations
 
 import asyncio
+import stat
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from lsprotocol import types
+from pygls.uris import to_fs_path
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from tests.support.scripted_backend import Reply, ScriptedBackend
@@ -48,15 +51,23 @@ async def start() -> AsyncIterator[Start]:
         clients.append(client)
         client.applied = []  # type: ignore[attr-defined]
         client.results = []  # type: ignore[attr-defined]
+        client.deltas = []  # type: ignore[attr-defined]
+        client.accepts = True  # type: ignore[attr-defined]  # False: the user discards what is shown
 
         @client.feature(types.WORKSPACE_APPLY_EDIT)
         def apply(params: types.ApplyWorkspaceEditParams) -> types.ApplyWorkspaceEditResult:
+            if not client.accepts:  # type: ignore[attr-defined]
+                return types.ApplyWorkspaceEditResult(applied=False)
             client.applied.append(params.edit)  # type: ignore[attr-defined]
             return types.ApplyWorkspaceEditResult(applied=True)
 
         @client.feature("cube/chatResult")
         def chat_result(params: Any) -> None:
             client.results.append(params)  # type: ignore[attr-defined]
+
+        @client.feature("cube/chatDelta")
+        def chat_delta(params: Any) -> None:
+            client.deltas.append(plain(params))  # type: ignore[attr-defined]
 
         await client.initialize_session(
             types.InitializeParams(capabilities=capabilities, initialization_options=settings)
@@ -274,3 +285,163 @@ async def test_a_client_without_resolve_gets_the_command_with_the_action(
     commands = [getattr(item, "command", None) for item in listed]
     assert commands and all(c is not None for c in commands)
     assert backend.request_count == 0
+
+
+STREAMING = types.ClientCapabilities(
+    text_document=CAPABILITIES.text_document,
+    window=CAPABILITIES.window,
+    workspace=types.WorkspaceClientCapabilities(
+        apply_edit=True,
+        workspace_edit=types.WorkspaceEditClientCapabilities(
+            document_changes=True,
+            change_annotation_support=types.ChangeAnnotationsSupportOptions(groups_on_label=True),
+        ),
+    ),
+    experimental={"cubeChatResult": True, "cubeChatStream": True},
+)
+
+
+async def execute(client: LanguageClient, command: str, arguments: dict[str, Any]) -> Any:
+    return plain(
+        await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command=command, arguments=[arguments])
+        )
+    )
+
+
+async def test_a_streaming_client_gets_each_piece_then_the_result_with_its_range(
+    start: Start, backend: ScriptedBackend
+):
+    backend.script(Reply.stream("`area` ", "returns the area ", "of a circle."))
+    client = await start(chat_settings(backend), capabilities=STREAMING)
+    result = await run(client, "explain")
+    deltas = client.deltas  # type: ignore[attr-defined]
+    assert "".join(d["text"] for d in deltas) == "`area` returns the area of a circle."
+    (shown,) = [plain(r) for r in client.results]  # type: ignore[attr-defined]
+    # One id from the first piece on, made by the server when the client gave none.
+    assert {d["chatId"] for d in deltas} == {shown["chatId"]} == {result["chatId"]}
+    assert {(d["action"], d["title"], d["uri"]) for d in deltas} == {("explain", "Cube: Explain", URI)}
+    # What the answer is about: whole lines of the selection, in the version it saw.
+    assert shown["version"] == 1 and shown["range"] == [3, 0, 5, 0]
+
+
+async def test_a_client_without_streaming_gets_no_pieces(start: Start, backend: ScriptedBackend):
+    backend.script(Reply.stream("It ", "adds."))
+    client = await start(chat_settings(backend))
+    await run(client, "explain")
+    assert client.deltas == [] and len(client.results) == 1  # type: ignore[attr-defined]
+
+
+async def test_a_follow_up_keeps_the_thread(start: Start, backend: ScriptedBackend):
+    backend.script(Reply.stream("It computes an area."), Reply.stream("Use `math.tau / 2`."))
+    client = await start(chat_settings(backend), capabilities=STREAMING)
+    first = await run(client, "explain")
+    second = await run(client, "ask", chatId=first["chatId"], instruction="how else could pi be written?")
+    assert second["chatId"] == first["chatId"]
+    messages = backend.requests[-1].json["messages"]
+    roles = [m["role"] for m in messages]
+    assert roles == ["system", "user", "assistant", "user"], roles
+    assert messages[2]["content"] == "It computes an area."
+    # The code is in the thread already: the follow-up sends only the question.
+    assert messages[3]["content"] == "Question: how else could pi be written?"
+    # A new thread starts empty.
+    backend.script(Reply.stream("Fresh."))
+    await run(client, "explain")
+    assert [m["role"] for m in backend.requests[-1].json["messages"]] == ["system", "user"]
+
+
+async def test_edits_ask_for_confirmation_when_the_client_can_show_them(
+    start: Start, backend: ScriptedBackend
+):
+    backend.script(Reply.stream("```python\n", DOCUMENTED, "```"))
+    client = await start(chat_settings(backend), capabilities=STREAMING)
+    assert (await run(client, "document"))["applied"] is True
+    (edit,) = client.applied  # type: ignore[attr-defined]
+    (text_edit,) = edit.document_changes[0].edits
+    assert isinstance(text_edit, types.AnnotatedTextEdit)
+    annotation = edit.change_annotations[text_edit.annotation_id]
+    assert annotation.needs_confirmation is True and annotation.label == "Cube: Add documentation"
+    assert edited(client) == SOURCE.replace(
+        "def area(r):\n", 'def area(r):\n    """Return the area of a circle of radius r."""\n'
+    )
+
+
+async def test_confirm_edits_off_applies_plain_edits(start: Start, backend: ScriptedBackend):
+    backend.script(Reply.stream("```python\n", DOCUMENTED, "```"))
+    client = await start(chat_settings(backend, chat={"confirmEdits": False}), capabilities=STREAMING)
+    assert (await run(client, "document"))["applied"] is True
+    (edit,) = client.applied  # type: ignore[attr-defined]
+    assert not edit.change_annotations
+    assert not isinstance(edit.document_changes[0].edits[0], types.AnnotatedTextEdit)
+
+
+async def test_a_discarded_edit_is_the_users_choice_not_a_warning(start: Start, backend: ScriptedBackend):
+    backend.script(Reply.stream("```python\n", DOCUMENTED, "```"))
+    client = await start(chat_settings(backend), capabilities=STREAMING)
+    client.accepts = False  # type: ignore[attr-defined]
+    result = await run(client, "document")
+    assert result["applied"] is False and result["reason"] == "discarded"
+    assert not [m for m in client.messages if m.type == types.MessageType.Warning]
+
+
+async def test_apply_puts_picked_code_over_the_range_of_its_version(start: Start, backend: ScriptedBackend):
+    client = await start(chat_settings(backend), capabilities=STREAMING)
+    code = '    def area(r):\n        """Area of a circle."""\n        return math.pi * r * r'
+    arguments = {"uri": URI, "version": 1, "range": [3, 0, 5, 0], "code": code}
+    result = await execute(client, "cube.chat.apply", arguments)
+    assert result == {"applied": True}
+    # Re-indented to the target; only the new line is inserted.
+    assert edited(client) == SOURCE.replace("def area(r):\n", 'def area(r):\n    """Area of a circle."""\n')
+    (text_edit,) = client.applied[0].document_changes[0].edits  # type: ignore[attr-defined]
+    assert text_edit.range.start.line == text_edit.range.end.line == 4
+    assert backend.request_count == 0  # applying asks no model
+
+
+async def test_apply_refuses_a_stale_version_and_code_that_rewrites_outside(
+    start: Start, backend: ScriptedBackend
+):
+    client = await start(chat_settings(backend), capabilities=STREAMING)
+    stale = await execute(
+        client, "cube.chat.apply", {"uri": URI, "version": 7, "range": [3, 0, 5, 0], "code": "x = 1"}
+    )
+    assert stale["applied"] is False and "changed" in stale["reason"]
+    whole = "import math\n\n\ndef area(r):\n    return 3.14 * r * r\n\n\nprint(area(2))\n"
+    outside = await execute(
+        client, "cube.chat.apply", {"uri": URI, "version": 1, "range": [3, 0, 5, 0], "code": whole}
+    )
+    assert outside["applied"] is False and "outside" in outside["reason"]
+    assert client.applied == []  # type: ignore[attr-defined]
+    for bad in ({"uri": URI, "range": [3, 0, 5, 0], "code": "x"}, {"uri": URI, "version": 1, "code": "x"}):
+        with pytest.raises(Exception, match=r"cube\.chat\.apply"):
+            await execute(client, "cube.chat.apply", bad)
+
+
+async def test_a_client_without_chat_results_gets_a_private_markdown_page(
+    start: Start, backend: ScriptedBackend
+):
+    """Neovim and others: the prose answer opens as a markdown file only this user can read."""
+    backend.script(Reply.stream("`area` returns ", "the area of a circle."))
+    shows = types.ClientCapabilities(
+        text_document=CAPABILITIES.text_document,
+        window=types.WindowClientCapabilities(
+            work_done_progress=True, show_document=types.ShowDocumentClientCapabilities(support=True)
+        ),
+        workspace=types.WorkspaceClientCapabilities(apply_edit=True),
+    )
+    client = await start(chat_settings(backend), capabilities=shows)
+    await run(client, "explain")
+    (shown,) = client.shown_documents
+    name, text, mode = take_page(shown.uri)
+    assert name.startswith("cube-explain-") and name.endswith(".md")
+    assert text == "# Cube: Explain\n\n`area` returns the area of a circle.\n"
+    assert mode == 0o600
+    assert shown.take_focus is False
+
+
+def take_page(uri: str) -> tuple[str, str, int]:
+    """Read and remove a page the server wrote: (name, text, permission bits)."""
+    page = Path(to_fs_path(uri) or "")
+    try:
+        return page.name, page.read_text(), stat.S_IMODE(page.stat().st_mode)
+    finally:
+        page.unlink(missing_ok=True)

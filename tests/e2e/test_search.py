@@ -262,3 +262,36 @@ async def test_a_large_workspace_is_indexed_by_worker_processes(
     assert (index["state"], index["files"]) == ("ready", 450), index
     result = as_dict(await search(client, "compute_321"))
     assert result["items"][0]["symbol"] == "compute_321"
+
+
+async def test_chat_prompts_get_the_chunks_search_finds_related(
+    start: Start, workspace: Path, backend: ScriptedBackend
+):
+    from tests.support.scripted_backend import Reply
+
+    settings = backend.settings_json(models={"completion": "m", "embedding": "embedder", "chat": "chatter"})
+    client = await start(workspace, settings)
+    await index_ready(client)
+    uri = (workspace / "renew.py").as_uri()
+    source = (
+        "def renew(session):\n"
+        "    # get a new access token from the auth service\n"
+        "    return session.refresh_access_token(force=True)\n"
+    )
+    item = types.TextDocumentItem(uri, "python", 1, source)
+    client.text_document_did_open(types.DidOpenTextDocumentParams(item))
+    backend.script(Reply.stream("It renews the token."))
+    arguments = {"action": "explain", "uri": uri, "version": 1, "range": [0, 0, 3, 0]}
+    await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="cube.chat", arguments=[arguments])
+    )
+    (chat,) = [r for r in backend.requests if r.route == "chat"]
+    prompt = chat.json["messages"][-1]["content"]
+    # The related method, whole, with where it lives; the unrelated function is not there.
+    assert "Related code from pkg/auth.py:10-13:" in prompt, prompt
+    assert 'reply = self.client.post("/users/tokens/refresh")' in prompt
+    assert "def add_vectors" not in prompt
+    # Finding it embedded the selection through the same (attested) client, before the chat request.
+    embeds = [i for i, r in enumerate(backend.requests) if r.route == "embed"]
+    assert any("refresh_access_token(force=True)" in t for t in backend.requests[embeds[-1]].json["input"])
+    assert embeds[-1] < backend.requests.index(chat)
