@@ -15,7 +15,7 @@
  */
 "use strict";
 const path = require("node:path");
-const { cfg, T, emit, ask, waitGhost, runCommand, statusItem, toasts, editorText, openWorkbench, openFile, toEnd, drive } = require("./vscode_page.cjs");
+const { cfg, T, emit, ask, waitGhost, runCommand, statusItem, toasts, notificationTexts, editorText, openWorkbench, openFile, toEnd, drive } = require("./vscode_page.cjs");
 
 /** The texts of the toasts that include `text`. */
 async function toastTexts(page, text) {
@@ -102,5 +102,5 @@ drive(async (page) => {
   for (let i = 0; i < 3; i++) ghosts.push(await newGhostText(page));
   await extensionHostCaughtUp(page);
   await page.screenshot({ path: path.join(cfg.artifacts, "bad-setting-type.png") });
-  emit("bad-setting-shown", { toasts: await toastTexts(page, "completion.debounceMs"), ghosts, status: await statusItem(page).innerText() });
+  emit("bad-setting-shown", { toasts: await notificationTexts(page, "completion.debounceMs"), ghosts, status: await statusItem(page).innerText() });
 });

@@ -93,6 +93,21 @@ function toasts(page, text) {
   return page.locator(".notifications-toasts .notification-toast", { hasText: text });
 }
 
+/**
+ * The texts of every notification so far whose text includes `text`, read from the notification
+ * centre: toasts hide themselves after a while (sooner on a slow machine), the centre keeps them all.
+ */
+async function notificationTexts(page, text) {
+  await runCommand(page, "Notifications: Show Notifications");
+  const center = page.locator(".notifications-center");
+  await center.waitFor({ state: "visible", timeout: T });
+  const items = center.locator(".notification-list-item", { hasText: text });
+  const texts = (await items.allInnerTexts()).map((t) => t.replace(/\s+/g, " ").trim());
+  await runCommand(page, "Notifications: Hide Notifications");
+  await center.waitFor({ state: "hidden", timeout: T });
+  return texts;
+}
+
 /** The editor's visible text, with Monaco's non-breaking spaces made plain. */
 async function editorText(page) {
   const text = await page.locator(".monaco-editor .view-lines").first().innerText();
@@ -158,4 +173,4 @@ function drive(body) {
   );
 }
 
-module.exports = { cfg, T, emit, ask, waitGhost, runCommand, pick, answerInput, statusItem, toasts, editorText, openWorkbench, openFile, toEnd, drive };
+module.exports = { cfg, T, emit, ask, waitGhost, runCommand, pick, answerInput, statusItem, toasts, notificationTexts, editorText, openWorkbench, openFile, toEnd, drive };
