@@ -29,11 +29,11 @@ from cube_lsp.completion.engine import CompletionEngine, CompletionInput
 from cube_lsp.context import ContextSources
 from cube_lsp.cube.attested import AttestationStatus, make_client_transport
 from cube_lsp.cube.client import CubeClient
-from cube_lsp.errors import CubeError
 from cube_lsp.languages import language_for_path
 from cube_lsp.settings import Models, Settings, load_settings_file, parse_settings
 from cube_lsp.text_files import read_text_file
 from cube_lsp.workspace_files import WorkspaceFiles
+from cube_wire.errors import CubeError
 
 EXIT_OK, EXIT_EMPTY, EXIT_USAGE, EXIT_PROXY = 0, 1, 2, 3
 CLI_CONTEXT_BUDGET_S = 0.5

@@ -34,7 +34,6 @@ from cube_lsp.attestation import (
     parse_report,
     verify_report,
 )
-from cube_lsp.attestation.report import AttestationReport
 from cube_lsp.cube.attested import (
     AttestationStatus,
     default_cache_dir,
@@ -42,8 +41,9 @@ from cube_lsp.cube.attested import (
     make_attested_transport,
     parse_attestation_document,
 )
-from cube_lsp.errors import CubeError
 from cube_lsp.settings import Settings, parse_settings
+from cube_wire.errors import CubeError
+from cube_wire.report import AttestationReport, parse_product
 
 __all__ = ["ATTEST_OPTIONS", "Evidence", "add_attest_parser", "load_evidence", "report_fields", "run_attest"]
 
@@ -54,13 +54,24 @@ NO_POLICY = (
 )
 
 
+def _product_argument(text: str) -> Product:
+    """Parse ``--product`` (Milan, Milan-B0, ...) for argparse, with the choices in the error."""
+    try:
+        return parse_product(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 # The options only `cube attest` uses, by dest; `cube` registers them before the subcommand as well
 # (see cube_lsp.cli.OPTIONS), so each is (flags, add_argument keywords without a default).
 ATTEST_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "json": (("--json",), {"action": "store_true", "help": "print JSON"}),
     "vcek": (("--vcek",), {"metavar": "FILE", "help": "the VCEK or VLEK (DER or PEM)"}),
     "certs": (("--certs",), {"metavar": "FILE", "help": "an extended-report certificate table (GUID table)"}),
-    "product": (("--product",), {"choices": [p.value for p in Product], "help": "product (v2 reports)"}),
+    "product": (
+        ("--product",),
+        {"type": _product_argument, "help": "product, e.g. Milan or Milan-B0 (v2 reports)"},
+    ),
     "at": (("--at",), {"metavar": "ISO8601", "help": "verify as of this time (default: now)"}),
     "offline": (("--offline",), {"action": "store_true", "help": "never fetch a VCEK from AMD's key server"}),
     "ca_bundle": (
@@ -262,7 +273,7 @@ def _options(args: argparse.Namespace, policy: Policy | None) -> VerifyOptions:
     simulated = root.startswith("simulated:")
     return VerifyOptions(
         now=(lambda: when) if when is not None else None,
-        product=Product(args.product) if args.product else None,
+        product=args.product,
         trust_amd=not simulated,
         extra_roots=(TrustedRoot.from_fingerprint(root.split(":", 1)[1]),) if simulated else (),
         getter=None if args.offline else kds_getter,

@@ -27,11 +27,11 @@ from cube_lsp.chat.prompts import ACTIONS
 from cube_lsp.context import ContextSources
 from cube_lsp.cube.attested import AttestationStatus, make_client_transport
 from cube_lsp.cube.client import CubeClient
-from cube_lsp.errors import CubeError
 from cube_lsp.languages import language_for_path
 from cube_lsp.settings import Settings
 from cube_lsp.text_files import read_text_file
 from cube_lsp.workspace_files import WorkspaceFiles
+from cube_wire.errors import CubeError
 
 CHAT_OPTIONS = ["settings", "endpoint", "domain", "token", "api", "attestation", "policy"]
 _RANGE = re.compile(r"^(?P<path>.+):(?P<start>\d+)-(?P<end>\d+)$")

@@ -26,10 +26,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from cube_lsp.cube.attested import AttestationStatus, make_client_transport
 from cube_lsp.cube.client import CubeClient
-from cube_lsp.errors import CubeError
 from cube_lsp.search.engine import IndexProgress, WorkspaceSearch
 from cube_lsp.search.types import Hit
 from cube_lsp.settings import Settings
+from cube_wire.errors import CubeError
 
 SEARCH_OPTIONS = ["settings", "endpoint", "domain", "token", "api", "attestation", "policy"]
 DEFAULT_LIMIT = 10

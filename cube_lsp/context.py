@@ -22,9 +22,9 @@ from cube_lsp.completion.definitions import find_definition_snippets
 from cube_lsp.completion.engine import CompletionInput
 from cube_lsp.completion.snippets import Deadline, RecentFiles
 from cube_lsp.completion.types import Snippet
-from cube_lsp.errors import CubeError
 from cube_lsp.search.types import Hit
 from cube_lsp.workspace_files import WorkspaceFiles
+from cube_wire.errors import CubeError
 
 __all__ = ["CONTEXT_BUDGET_S", "RELATED_BUDGET_S", "ContextSources", "RelatedSearch"]
 

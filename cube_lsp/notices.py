@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
-from cube_lsp.errors import CubeError
+from cube_wire.errors import CubeError
 
 
 class ErrorNotices:

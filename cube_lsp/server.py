@@ -40,13 +40,13 @@ from cube_lsp.context import ContextSources
 from cube_lsp.cube.attested import AttestationStatus, initial_status, make_client_transport
 from cube_lsp.cube.client import CubeClient
 from cube_lsp.documents import Document, DocumentStore, Encoding
-from cube_lsp.errors import CubeError, SettingsError
 from cube_lsp.lsp_convert import ACCEPT_COMMAND, lsp_completion_list, lsp_inline_completion_list
 from cube_lsp.notices import AcceptanceTracker, ErrorNotices
 from cube_lsp.search.lsp_convert import SEARCH_REQUEST, parse_search_params, search_items, workspace_symbols
 from cube_lsp.search.service import SearchService
 from cube_lsp.settings import Settings, merge_raw, parse_settings
 from cube_lsp.workspace_files import WorkspaceFiles
+from cube_wire.errors import CubeError, SettingsError
 
 log = logging.getLogger("cube_lsp")
 

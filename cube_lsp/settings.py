@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from cube_lsp.errors import SettingsError
+from cube_wire.errors import SettingsError
 
 log = logging.getLogger(__name__)
 

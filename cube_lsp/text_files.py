@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cube_lsp.errors import CubeError
+from cube_wire.errors import CubeError
 
 __all__ = ["read_text_file"]
 

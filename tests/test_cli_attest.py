@@ -201,3 +201,23 @@ def test_the_agents_json_document_is_detected(capsys, tmp_path: Path) -> None:
     args[1] = str(path)
     code, out = run(capsys, *args)
     assert code == 0, out
+
+
+@pytest.mark.parametrize("vid", sorted(SIGNED))
+def test_product_names_with_a_stepping_verify_the_same(capsys, vid: str) -> None:
+    """`--product Milan-B0` (the VCEK's productName, go-sev-guest's spelling) is `--product Milan`."""
+    line = REPORTS[vid]["product"]
+    plain = run(capsys, *verify_args(vid, "--json", "--product", line))
+    stepped = run(capsys, *verify_args(vid, "--json", "--product", f"{line}-B0"))
+    named = REPORTS[vid]["cert_productName"]
+    as_named = run(capsys, *verify_args(vid, "--json", "--product", named.lower()))
+    assert plain[0] == stepped[0] == as_named[0] == 0
+    assert json.loads(plain[1])["product"] == json.loads(stepped[1])["product"] == line
+    assert json.loads(as_named[1])["product"] == line
+
+
+def test_an_unknown_product_name_is_a_usage_error(capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["attest", *verify_args("oak_turin_v5", "--product", "Bergamo-X")])
+    assert exited.value.code == 2
+    assert "wanted Milan, Genoa or Turin" in capsys.readouterr().err

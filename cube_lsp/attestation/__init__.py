@@ -12,7 +12,23 @@ checks REPORT_DATA against our nonce and the server's TLS key. No network: I/O a
 """
 
 from cube_lsp.attestation.binding import BINDING_LABEL, check_binding, expected_report_data
-from cube_lsp.attestation.errors import (
+from cube_lsp.attestation.policy import FirmwareMinimum, Policy, TcbMinimum, check_policy, load_policy
+from cube_lsp.attestation.verify import (
+    Getter,
+    TrustedRoot,
+    VerifiedReport,
+    VerifyOptions,
+    amd_root,
+    amd_root_fingerprints,
+    cert_hwid,
+    cert_tcb,
+    check_report_signature,
+    crl_url,
+    vcek_url,
+    verify_certificate_chain,
+    verify_report,
+)
+from cube_wire.attestation_errors import (
     AttestationError,
     BadSignatureError,
     BindingError,
@@ -30,8 +46,8 @@ from cube_lsp.attestation.errors import (
     VcekUnavailableError,
     VerificationError,
 )
-from cube_lsp.attestation.policy import FirmwareMinimum, Policy, TcbMinimum, check_policy, load_policy
-from cube_lsp.attestation.report import (
+from cube_wire.certtable import CertTable, fingerprint, parse_cert_table
+from cube_wire.report import (
     REPORT_SIZE,
     SIGNED_SIZE,
     AttestationReport,
@@ -43,24 +59,6 @@ from cube_lsp.attestation.report import (
     TcbVersion,
     parse_report,
     product_from_cpuid,
-)
-from cube_lsp.attestation.verify import (
-    CertTable,
-    Getter,
-    TrustedRoot,
-    VerifiedReport,
-    VerifyOptions,
-    amd_root,
-    amd_root_fingerprints,
-    cert_hwid,
-    cert_tcb,
-    check_report_signature,
-    crl_url,
-    fingerprint,
-    parse_cert_table,
-    vcek_url,
-    verify_certificate_chain,
-    verify_report,
 )
 
 __all__ = [

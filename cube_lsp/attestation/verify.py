@@ -23,10 +23,8 @@ RSASSA-PSS SHA-384 salt 48; only AMD's organisation names are not required. The 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
-import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,9 +41,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
-from cube_lsp.attestation.errors import (
+from cube_wire.attestation_errors import (
     BadSignatureError,
-    CertTableMalformedError,
     CertValidityError,
     ChainInvalidError,
     ChipIdMismatchError,
@@ -56,7 +53,11 @@ from cube_lsp.attestation.errors import (
     VcekUnavailableError,
     VerificationError,
 )
-from cube_lsp.attestation.report import (
+from cube_wire.certtable import (
+    CertTable,
+    fingerprint,
+)
+from cube_wire.report import (
     SIGNED_SIZE,
     AttestationReport,
     Product,
@@ -70,10 +71,6 @@ Getter = Callable[[str], bytes]
 
 KDS_BASE = "https://kdsintf.amd.com"
 
-GUID_VCEK = uuid.UUID("63da758d-e664-4564-adc5-f4b93be8accd")
-GUID_VLEK = uuid.UUID("a8074bc2-a25a-483e-aae6-39c045a0b8a1")
-GUID_ASK = uuid.UUID("4ab7b379-bbac-4fe4-a02f-05aef327c782")  # the ASK, or the ASVK for a VLEK
-GUID_ARK = uuid.UUID("c0b406a4-a803-4952-9743-3fb6014cd0ae")
 
 _AMD_OID = "1.3.6.1.4.1.3704.1"
 _OID_PRODUCT_NAME = f"{_AMD_OID}.2"
@@ -91,66 +88,7 @@ _AMD_NAME = (
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
 
 
-# --------------------------------------------------------------------------------------------- cert table
-
-
-@dataclass(frozen=True)
-class CertTable:
-    """Certificates that came with a report (DER or PEM each); ``ask`` holds the ASK or the ASVK."""
-
-    vcek: bytes | None = None
-    vlek: bytes | None = None
-    ask: bytes | None = None
-    ark: bytes | None = None
-    other: tuple[tuple[str, bytes], ...] = ()  # entries with GUIDs we do not use, as (guid, data)
-
-
-def parse_cert_table(data: bytes) -> CertTable:
-    """Parse an SNP extended-report certificate table ({GUID, u32 offset, u32 length}..., zero entry)."""
-    data = bytes(data)
-    found: dict[uuid.UUID, bytes] = {}
-    other: list[tuple[str, bytes]] = []
-    pos = 0
-    while True:
-        if pos + 24 > len(data):
-            raise CertTableMalformedError(
-                f"certificate table: entry at offset {pos} runs past the end ({len(data)} bytes); "
-                "wanted a terminating all-zero entry"
-            )
-        entry = data[pos : pos + 24]
-        if not any(entry):
-            break
-        guid = uuid.UUID(bytes=entry[:16])
-        offset = int.from_bytes(entry[16:20], "little")
-        length = int.from_bytes(entry[20:24], "little")
-        if offset + length > len(data) or length == 0:
-            raise CertTableMalformedError(
-                f"certificate table entry {guid}: offset {offset} + length {length} found, "
-                f"wanted a non-empty range inside the {len(data)}-byte table"
-            )
-        if guid in found:
-            raise CertTableMalformedError(f"certificate table entry {guid}: found twice, wanted once")
-        blob = data[offset : offset + length]
-        if guid in (GUID_VCEK, GUID_VLEK, GUID_ASK, GUID_ARK):
-            found[guid] = blob
-        else:
-            other.append((str(guid), blob))
-        pos += 24
-    return CertTable(
-        vcek=found.get(GUID_VCEK),
-        vlek=found.get(GUID_VLEK),
-        ask=found.get(GUID_ASK),
-        ark=found.get(GUID_ARK),
-        other=tuple(other),
-    )
-
-
 # --------------------------------------------------------------------------------------------- roots
-
-
-def fingerprint(cert: x509.Certificate) -> str:
-    """Return the lower-case hex SHA-256 of a certificate's DER encoding."""
-    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
 @dataclass(frozen=True)

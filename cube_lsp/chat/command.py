@@ -29,7 +29,7 @@ from cube_lsp.chat.lsp_convert import (
     workspace_edit,
 )
 from cube_lsp.documents import Document
-from cube_lsp.errors import CubeError
+from cube_wire.errors import CubeError
 
 if TYPE_CHECKING:
     from cube_lsp.server import CubeLanguageServer

@@ -20,7 +20,7 @@ from cube_lsp.completion.types import Snippet
 from cube_lsp.context import ContextSources
 from cube_lsp.cube.client import CubeClient
 from cube_lsp.cube.errors import ProxyNotConfigured
-from cube_lsp.errors import CubeError
+from cube_wire.errors import CubeError
 
 __all__ = ["EDIT_ACTIONS", "ChatEngine", "ChatOutcome", "ChatRequest", "whole_lines"]
 

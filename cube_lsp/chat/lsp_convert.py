@@ -15,7 +15,7 @@ from lsprotocol import types
 
 from cube_lsp.chat.edits import TextEdit
 from cube_lsp.documents import Document, Encoding
-from cube_lsp.errors import CubeError
+from cube_wire.errors import CubeError
 
 __all__ = [
     "CHAT_APPLY_COMMAND",

@@ -26,8 +26,6 @@ only the simulated root the policy names and says SIMULATED everywhere; ``off`` 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hashlib
 import json
 import logging
@@ -46,7 +44,6 @@ import httpx
 import platformdirs
 
 from cube_lsp.attestation import (
-    BINDING_LABEL,
     AttestationError,
     AttestationReport,
     CertTable,
@@ -74,8 +71,9 @@ from cube_lsp.cube.pinning import (
     spki_sha256,
 )
 from cube_lsp.cube.transport import make_transport
-from cube_lsp.errors import CubeError
 from cube_lsp.settings import Settings, is_loopback_endpoint, tls_checks_ca
+from cube_wire.document import AttestationDocument, parse_attestation_document
+from cube_wire.errors import CubeError
 
 __all__ = [
     "ATTESTATION_ROUTE",
@@ -98,7 +96,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ATTESTATION_ROUTE = "/attestation"
-DOCUMENT_VERSION = 1
 MAX_DOCUMENT_BYTES = 1 << 20  # a report plus a certificate table is about 10 KiB
 MAX_NEW_KEYS = 3  # keys one request may meet (a load balancer switching CVMs) before it gives up
 NONCE_SIZE = 32
@@ -191,73 +188,6 @@ class AttestorOptions:
 
 
 # --------------------------------------------------------------------------------------------- document
-
-
-@dataclass(frozen=True)
-class AttestationDocument:
-    """The in-CVM agent's answer to ``POST /{domain}/attestation`` (evidence, not a verdict)."""
-
-    report: bytes  # the ATTESTATION_REPORT
-    certificates: bytes | None  # the GUID certificate table from the host; None: none shipped
-    provider: str  # configfs-tsm | sev-guest | simulated
-    simulated: bool  # what the agent claims; the verifier decides from the chain
-    product: str | None
-    nonce: bytes | None  # the nonce the agent says it bound
-    spki_sha256: str | None  # the key the agent says it bound
-
-
-def _invalid(message: str) -> AttestationError:
-    return AttestationError(f"attestation document: {message}", code="attestation.document_invalid")
-
-
-def _b64(value: object, name: str) -> bytes:
-    if not isinstance(value, str):
-        raise _invalid(f"'{name}': found {type(value).__name__}, wanted a base64 string")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise _invalid(f"'{name}': found a string that is not base64") from None
-
-
-def parse_attestation_document(data: bytes | str | Mapping[str, Any]) -> AttestationDocument:
-    """Parse the agent's JSON document; raise ``attestation.document_invalid`` when it is not one."""
-    if isinstance(data, Mapping):
-        doc: Any = data
-    else:
-        try:
-            doc = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
-            raise _invalid("found a body that is not JSON") from None
-    if not isinstance(doc, Mapping):
-        raise _invalid(f"found {type(doc).__name__}, wanted a JSON object")
-    if doc.get("version") != DOCUMENT_VERSION or isinstance(doc.get("version"), bool):
-        raise _invalid(f"'version': found {doc.get('version')!r}, wanted {DOCUMENT_VERSION}")
-    report = _b64(doc.get("report"), "report")
-    certificates = None if doc.get("certificates") is None else _b64(doc["certificates"], "certificates")
-    binding = doc.get("binding")
-    nonce: bytes | None = None
-    spki: str | None = None
-    if binding is not None:
-        if not isinstance(binding, Mapping):
-            raise _invalid(f"'binding': found {type(binding).__name__}, wanted an object")
-        label = binding.get("label")
-        if label != BINDING_LABEL.decode():
-            raise _invalid(f"'binding.label': found {label!r}, wanted {BINDING_LABEL.decode()!r}")
-        try:
-            nonce = bytes.fromhex(binding["nonce"]) if binding.get("nonce") is not None else None
-        except (TypeError, ValueError):
-            raise _invalid("'binding.nonce': found a value that is not hex") from None
-        spki = binding.get("spki_sha256") if isinstance(binding.get("spki_sha256"), str) else None
-    product = doc.get("product")
-    return AttestationDocument(
-        report=report,
-        certificates=certificates,
-        provider=str(doc.get("provider", "")),
-        simulated=doc.get("simulated") is True,
-        product=product if isinstance(product, str) else None,
-        nonce=nonce,
-        spki_sha256=spki,
-    )
 
 
 # --------------------------------------------------------------------------------------------- settings

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import httpx
 
-from cube_lsp.errors import CubeError
+from cube_wire.errors import CubeError
 
 __all__ = [
     "ProxyError",

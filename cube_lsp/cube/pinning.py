@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import hashlib
 import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -30,7 +29,8 @@ import httpcore
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from cube_lsp.attestation.errors import AttestationError
+from cube_wire.attestation_errors import AttestationError
+from cube_wire.spki import spki_sha256
 
 __all__ = [
     "PinSet",
@@ -52,11 +52,6 @@ class SpkiNotPinnedError(AttestationError):
     def __init__(self, message: str, *, spki_der: bytes | None = None, code: str | None = None) -> None:
         super().__init__(message, code=code)
         self.spki_der = spki_der
-
-
-def spki_sha256(spki_der: bytes) -> str:
-    """Return the lower-case hex SHA-256 of a DER SubjectPublicKeyInfo."""
-    return hashlib.sha256(spki_der).hexdigest()
 
 
 def peer_spki_der(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> bytes:

@@ -13,8 +13,8 @@ from typing import Any
 
 from lsprotocol import types
 
-from cube_lsp.errors import CubeError
 from cube_lsp.search.types import Hit
+from cube_wire.errors import CubeError
 
 __all__ = ["SEARCH_REQUEST", "SearchParams", "parse_search_params", "search_items", "workspace_symbols"]
 

@@ -25,11 +25,11 @@ from typing import Any, Protocol
 
 from cube_lsp.cube.client import CubeClient
 from cube_lsp.cube.errors import ProxyNotConfigured
-from cube_lsp.errors import CubeError
 from cube_lsp.search.engine import Embed, IndexProgress, SearchOptions, WorkspaceSearch, describe
 from cube_lsp.search.files import WalkOptions
 from cube_lsp.search.types import Hit
 from cube_lsp.settings import Settings
+from cube_wire.errors import CubeError
 
 __all__ = ["ProgressSink", "SearchService"]
 

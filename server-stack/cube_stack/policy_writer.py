@@ -3,16 +3,19 @@
 An operator who built an image (HAL computes its launch measurement) or who holds a report from a
 CVM they trust gives clients a policy that pins exactly that: the measurement, the product, the
 VMPL, and (from a report) HOST_DATA and the TCB and firmware the CVM reported, as minimums. The
-result is checked with the client's own :func:`cube_lsp.attestation.load_policy` before it is
+result is checked with the loader clients use (:func:`cube_wire.policy.load_policy`) before it is
 returned, so a written policy always loads. Debug stays forbidden unless asked for explicitly.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from cube_lsp.attestation import AttestationReport, load_policy
-from cube_lsp.errors import CubeError
+from cube_wire.document import parse_attestation_document
+from cube_wire.errors import CubeError
+from cube_wire.policy import load_policy
+from cube_wire.report import AttestationReport
 
 PRODUCTS = ("Milan", "Genoa", "Turin")
 
@@ -77,3 +80,15 @@ def policy_from_report(
     }
     load_policy(policy)
     return policy
+
+
+def read_report(path: Path) -> bytes:
+    """Return the report in ``path``: raw report bytes, or the agent's JSON document (a leading '{')."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        message = f"REPORT {path}: cannot be read ({exc.strerror})"
+        raise CubeError(message, code="policy.report_unreadable") from None
+    if data.lstrip()[:1] == b"{":
+        return parse_attestation_document(data).report
+    return data

@@ -12,7 +12,7 @@ an ``auth.db`` created 0644 under the default umask inside a data directory that
   explicit mode, then ``fchmod`` to undo a umask that widened nothing but may have narrowed it);
 * :func:`secure_tree` walks a tree and repairs anything a library created with looser modes.
 
-Errors are :class:`PrivateFileError` (a :class:`~cube_lsp.errors.CubeError` with a stable code).
+Errors are :class:`PrivateFileError` (a :class:`~cube_wire.errors.CubeError` with a stable code).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import os
 import stat
 from pathlib import Path
 
-from cube_lsp.errors import CubeError
+from cube_wire.errors import CubeError
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import cube_lsp.attestation as attestation
-from cube_lsp.errors import CubeError
+from cube_wire.errors import CubeError
 
 
 def test_all_lists_exactly_the_public_names() -> None:

@@ -275,4 +275,5 @@ def test_place_code_takes_the_code_as_it_is() -> None:
     rewrite = "class A:\n    def f(self):\n        return 3\n\n\nx = 2"
     refused = edits.place_code(document, start, end, rewrite, "python")
     assert refused.edit is None and "outside" in (refused.reason or "")
-    assert edits.place_code(document, start, end, "  \n", "python").reason == "the code in the answer is empty"
+    empty = edits.place_code(document, start, end, "  \n", "python")
+    assert empty.reason == "the code in the answer is empty"

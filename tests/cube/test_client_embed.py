@@ -8,7 +8,7 @@ import pytest
 
 from cube_lsp.cube.client import CubeClient
 from cube_lsp.cube.errors import ProxyProtocolError
-from cube_lsp.errors import CubeError
+from cube_wire.errors import CubeError
 from tests.cube._helpers import settings_for
 from tests.support.scripted_backend import EMBED_DIM, Reply, ScriptedBackend, scripted_embedding
 

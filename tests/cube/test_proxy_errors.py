@@ -16,7 +16,7 @@ from cube_lsp.cube.errors import (
     server_detail,
     translate_httpx_errors,
 )
-from cube_lsp.errors import CubeError
+from cube_wire.errors import CubeError
 
 
 def test_public_names() -> None:

@@ -15,8 +15,8 @@ import pytest
 from cube_lsp.cube.client import CubeClient
 from cube_lsp.cube.errors import ProxyError, ProxyTimeout
 from cube_lsp.cube.transport import make_transport, select_proxy
-from cube_lsp.errors import CubeError
 from cube_lsp.settings import AttestationSettings, Settings, Timeouts
+from cube_wire.errors import CubeError
 from tests.support.scripted_backend import Reply, ScriptedBackend
 
 from ._helpers import collect, settings_for

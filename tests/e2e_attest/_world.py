@@ -58,7 +58,6 @@ from cube_lsp.cube.attested import (
 )
 from cube_lsp.cube.client import CubeClient
 from cube_lsp.cube.requests import FimRequest
-from cube_lsp.errors import CubeError
 from cube_lsp.settings import Settings, SettingsError, parse_settings
 from cube_stack.agent import (
     Agent,
@@ -78,6 +77,7 @@ from cube_stack.proxy.app import create_proxy_app
 from cube_stack.proxy.authclient import InProcessAuthClient
 from cube_stack.proxy.server import ProxyServer
 from cube_stack.proxy.settings import ProxySettings
+from cube_wire.errors import CubeError
 
 ADMIN_PASSWORD = "e2e-attest-admin-password"
 MODEL = "qwen2.5-coder:1.5b"

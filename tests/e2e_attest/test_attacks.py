@@ -38,9 +38,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from cube_lsp.attestation.verify import GUID_ARK, GUID_ASK, GUID_VCEK, fingerprint
 from cube_stack.agent import build_cert_table, new_tls_identity
 from cube_stack.agent.simulated import SIMULATED_MEASUREMENT
+from cube_wire.certtable import GUID_ARK, GUID_ASK, GUID_VCEK, fingerprint
 from tests.e2e_attest._world import COMPLETION, Document, Editor, World, new_secret
 from tests.e2e_attest.conftest import OpenEditor, Scene
 

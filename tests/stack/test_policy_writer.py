@@ -16,10 +16,11 @@ from cube_lsp.attestation import (
     parse_report,
     verify_report,
 )
-from cube_lsp.errors import CubeError
 from cube_stack.agent import SimulatedOptions, SimulatedProvider
 from cube_stack.cli import main as cube_stack_main
 from cube_stack.policy_writer import policy_from_measurement, policy_from_report
+from cube_wire.attestation_errors import PolicyInvalidError
+from cube_wire.errors import CubeError
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "testvectors" / "snp"
 
@@ -82,3 +83,16 @@ def test_cli_writes_a_policy_from_a_real_report(tmp_path: Path, capsys: pytest.C
     load_policy(policy)
     assert cube_stack_main(["policy", "from-report", str(report)]) == 1  # a v2 report needs --product
     assert "policy.product_unknown" in capsys.readouterr().err
+
+
+def test_products_take_amds_spellings(tmp_path: Path) -> None:
+    """The CLI and policy files accept Milan-B0, Genoa-B1 (VCEK productName, go-sev-guest) as Milan, Genoa."""
+    output = tmp_path / "policy.json"
+    measurement = "ab" * 48
+    args = ["policy", "from-measurement", measurement, "--product", "Milan-B0", "--product", "genoa-b1"]
+    assert cube_stack_main([*args, "-o", str(output)]) == 0
+    assert json.loads(output.read_text())["products"] == ["Milan", "Genoa"]
+    policy = load_policy({"version": 1, "measurements": [measurement], "products": ["Turin-C1", "Milan"]})
+    assert [p.value for p in policy.products or ()] == ["Turin", "Milan"]
+    with pytest.raises(PolicyInvalidError, match=r"products\[0\]"):
+        load_policy({"version": 1, "measurements": [measurement], "products": ["Bergamo"]})

@@ -30,9 +30,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from cube_stack.net import bind_tcp
-from cube_stack.proxy.tls import TlsIdentity
 from cube_stack.serving import ConnectionLimits, GuardedServer, build_header
 from cube_stack.serving.proxy_protocol import SIGNATURE
+from cube_stack.tls_identity import TlsIdentity
 from tests.support.slow_clients import (
     HALF_CLIENT_HELLO,
     HALF_HEADERS,

@@ -1,7 +1,7 @@
 """The in-CVM attestation agent: SEV-SNP reports that bind a client's nonce to the proxy's TLS key.
 
-Public surface: :class:`Agent` (the proxy's ``AttestationAgent``) and its JSON document
-(:func:`attestation_document`), :func:`select_provider`, the :class:`AttestationProvider` protocol and
+Public surface: :class:`Agent` (the proxy's ``AttestationAgent``; its JSON document is
+:mod:`cube_wire.document`), :func:`select_provider`, the :class:`AttestationProvider` protocol and
 :class:`Evidence`, the three providers (:class:`ConfigfsTsmProvider`, :class:`SevGuestProvider`,
 :class:`SimulatedProvider` with :class:`SimulatedOptions`), the TLS-key helpers (:func:`spki_der`) and the
 error hierarchy. Wiring into the proxy::
@@ -11,7 +11,7 @@ error hierarchy. Wiring into the proxy::
     app = create_proxy_app(settings, auth=auth, agent=agent, identity=identity)
 """
 
-from cube_stack.agent.agent import DOCUMENT_VERSION, MODES, Agent, attestation_document, select_provider
+from cube_stack.agent.agent import MODES, Agent, select_provider
 from cube_stack.agent.configfs import DEFAULT_TSM_PATH, ConfigfsTsmProvider, TsmFilesystem
 from cube_stack.agent.errors import (
     AgentError,
@@ -22,7 +22,7 @@ from cube_stack.agent.errors import (
     SimulatedStateError,
     SpkiMismatchError,
 )
-from cube_stack.agent.evidence import AttestationProvider, Evidence, build_cert_table
+from cube_stack.agent.evidence import AttestationProvider, Evidence
 from cube_stack.agent.sevguest import DEFAULT_DEVICE, SevGuestProvider
 from cube_stack.agent.simulated import (
     SIMULATED_MEASUREMENT,
@@ -32,11 +32,11 @@ from cube_stack.agent.simulated import (
     SimulatedTcb,
 )
 from cube_stack.agent.tls import TlsIdentity, new_tls_identity, peer_spki_der, spki_der, spki_sha256
+from cube_wire.certtable import build_cert_table
 
 __all__ = [
     "DEFAULT_DEVICE",
     "DEFAULT_TSM_PATH",
-    "DOCUMENT_VERSION",
     "MODES",
     "SIMULATED_MEASUREMENT",
     "Agent",
@@ -57,7 +57,6 @@ __all__ = [
     "SpkiMismatchError",
     "TlsIdentity",
     "TsmFilesystem",
-    "attestation_document",
     "build_cert_table",
     "new_tls_identity",
     "peer_spki_der",

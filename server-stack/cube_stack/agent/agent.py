@@ -2,23 +2,9 @@
 
 :class:`Agent` implements the proxy's :class:`~cube_stack.proxy.attestation.AttestationAgent` protocol.
 For ``attest(nonce, spki_der)`` it computes ``REPORT_DATA = SHA-512(b"cube-attest-v1" || nonce[32] ||
-SHA-256(spki_der))`` with the client library's own ``expected_report_data`` (one definition for both ends),
+SHA-256(spki_der))`` with :func:`cube_wire.binding.expected_report_data` (one definition for both ends),
 asks its provider for a report in a worker thread (the ioctl and configfs reads block), checks that the
-report carries that REPORT_DATA, and answers this JSON document, which the client relies on exactly::
-
-    {
-      "version": 1,
-      "provider": "configfs-tsm" | "sev-guest" | "simulated",
-      "simulated": false,                        # true only for the SIMULATED dev-mode provider
-      "report": "<standard base64 (with padding) of the 1184-byte ATTESTATION_REPORT>",
-      "certificates": "<standard base64 of the GUID certificate table>" | null,   # null: none from the host
-      "binding": {
-        "label": "cube-attest-v1",               # the REPORT_DATA label
-        "nonce": "<64 lower-case hex: the client's nonce, echoed>",
-        "spki_sha256": "<64 lower-case hex: SHA-256 of the DER SPKI bound into REPORT_DATA>"
-      },
-      "product": "Milan" | "Genoa" | "Turin" | null   # from the report's CPUID (v3+), else null
-    }
+report carries that REPORT_DATA, and answers the attestation document of :mod:`cube_wire.document`.
 
 The document is evidence, not a verdict: a client must still verify the report and recompute the binding
 from its own nonce and the SPKI of the peer certificate of *its* connection. The agent is made for one TLS
@@ -31,7 +17,6 @@ name and logs SIMULATED loudly.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import hmac
 import logging
@@ -39,9 +24,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cube_lsp.attestation.binding import BINDING_LABEL, expected_report_data
-from cube_lsp.attestation.errors import BindingError
-from cube_lsp.attestation.report import product_from_cpuid
 from cube_stack.agent.configfs import DEFAULT_TSM_PATH, ConfigfsTsmProvider
 from cube_stack.agent.errors import (
     AgentError,
@@ -54,42 +36,13 @@ from cube_stack.agent.errors import (
 from cube_stack.agent.evidence import AttestationProvider, check_report
 from cube_stack.agent.sevguest import DEFAULT_DEVICE, SevGuestProvider
 from cube_stack.agent.simulated import SimulatedOptions, SimulatedProvider
+from cube_wire.attestation_errors import BindingError
+from cube_wire.binding import expected_report_data
+from cube_wire.document import attestation_document
 
 log = logging.getLogger(__name__)
 
-DOCUMENT_VERSION = 1
 MODES: tuple[str, ...] = ("auto", "configfs-tsm", "sev-guest", "simulated")
-
-
-def report_product(report: bytes) -> str | None:
-    """Return the product named by a report's CPUID bytes (version >= 3), or None when it cannot tell."""
-    version = int.from_bytes(report[0:4], "little")
-    if version >= 3:
-        found = product_from_cpuid(report[0x188], report[0x189])
-        return found.value if found is not None else None
-    chip = report[0x1A0:0x1E0]
-    if any(chip[:8]) and not any(chip[8:]):
-        return "Turin"  # a version-2 report with an 8-byte chip id
-    return None
-
-
-def attestation_document(
-    provider: AttestationProvider, report: bytes, certificates: bytes | None, nonce: bytes, spki_der: bytes
-) -> dict[str, Any]:
-    """Return the agent's JSON document for one report (the format in this module's docstring)."""
-    return {
-        "version": DOCUMENT_VERSION,
-        "provider": provider.name,
-        "simulated": bool(provider.simulated),
-        "report": base64.b64encode(report).decode("ascii"),
-        "certificates": base64.b64encode(certificates).decode("ascii") if certificates else None,
-        "binding": {
-            "label": BINDING_LABEL.decode("ascii"),
-            "nonce": nonce.hex(),
-            "spki_sha256": hashlib.sha256(spki_der).hexdigest(),
-        },
-        "product": report_product(report),
-    }
 
 
 class Agent:
@@ -145,7 +98,10 @@ class Agent:
             "yes" if evidence.certificates else "no",
             extra={"event": "agent.attested"},
         )
-        return attestation_document(self.provider, report, evidence.certificates, bytes(nonce), self.spki_der)
+        provider = self.provider
+        return attestation_document(
+            provider.name, provider.simulated, report, evidence.certificates, bytes(nonce), self.spki_der
+        )
 
     def _log_failure(self, code: str) -> None:
         log.error(

@@ -1,13 +1,14 @@
 """The in-CVM agent's error hierarchy: every failure carries a stable ``code``.
 
 Tests and callers branch on ``code``; the message names the field or path, the value found and the value
-wanted. Only :class:`AgentRequestError` is the client's fault: it is also the proxy's ``BadRequestError``,
-so the proxy answers it as a 400 with its message. Every other agent error reaches the proxy as an opaque
-"attestation failed" 500 (its message may quote device paths), and the agent logs its code::
+wanted. Only :class:`AgentRequestError` is the client's fault: the proxy answers it as a 400 with its
+message (the proxy maps agent errors to HTTP; the agent knows nothing of HTTP). Every other agent error
+reaches the proxy as an opaque "attestation failed" 500 (its message may quote device paths), and the
+agent logs its code::
 
-    CubeError (cube_lsp.errors)
+    CubeError (cube_wire.errors)
     └── AgentError                      agent.error
-        ├── AgentRequestError           agent.nonce_invalid        (+ cube_stack.proxy BadRequestError, 400)
+        ├── AgentRequestError           agent.nonce_invalid        (the proxy answers 400)
         ├── SpkiMismatchError           agent.spki_mismatch        asked to bind a key that is not ours
         ├── ProviderUnavailableError    agent.no_tee               auto mode found neither interface
         │                               agent.device_missing       /dev/sev-guest or configfs path absent
@@ -26,8 +27,7 @@ so the proxy answers it as a 400 with its message. Every other agent error reach
 
 from __future__ import annotations
 
-from cube_lsp.errors import CubeError
-from cube_stack.proxy.errors import BadRequestError
+from cube_wire.errors import CubeError
 
 
 class AgentError(CubeError):
@@ -36,7 +36,7 @@ class AgentError(CubeError):
     code = "agent.error"
 
 
-class AgentRequestError(AgentError, BadRequestError):
+class AgentRequestError(AgentError):
     """The request cannot be attested as given (an unusable nonce); the proxy answers 400."""
 
     code = "agent.nonce_invalid"

@@ -1,24 +1,20 @@
 """What an attestation provider returns, the interface every provider implements, and the certificate table.
 
 A provider turns 64 bytes of REPORT_DATA into :class:`Evidence`: the raw 0x4A0-byte ATTESTATION_REPORT and,
-when the host supplied one, the extended-report certificate table (GHCB spec, pub. 56421): entries of
-``{GUID (16 bytes, RFC 4122 byte order), u32 offset, u32 length}`` (little-endian, offsets from the start of
-the table) ending with an all-zero entry, followed by the certificates. The GUIDs are the ones
-``cube_lsp.attestation.verify`` reads (VCEK, VLEK, ASK/ASVK, ARK), so the client parses exactly what the
-agent sends. ``get_report`` blocks (an ioctl, configfs I/O, RSA/ECDSA signing): the agent calls it from a
-worker thread.
+when the host supplied one, the extended-report certificate table (GHCB spec, pub. 56421; the format is in
+:mod:`cube_wire.certtable`, which the client parses too). ``get_report`` blocks (an ioctl, configfs I/O,
+RSA/ECDSA signing): the agent calls it from a worker thread.
 """
 
 from __future__ import annotations
 
 import struct
-import uuid
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from cube_lsp.attestation.report import REPORT_SIZE
-from cube_lsp.attestation.verify import GUID_ARK, GUID_ASK, GUID_VCEK, GUID_VLEK
 from cube_stack.agent.errors import EvidenceError
+from cube_wire.certtable import GUID_ARK, GUID_ASK, GUID_VCEK, GUID_VLEK, build_cert_table
+from cube_wire.report import REPORT_SIZE
 
 REPORT_DATA_SIZE = 64
 _ENTRY = struct.Struct("<16sII")
@@ -88,18 +84,6 @@ def check_report(report: bytes, report_data: bytes, source: str) -> bytes:
             code="agent.report_data_mismatch",
         )
     return bytes(report)
-
-
-def build_cert_table(entries: list[tuple[uuid.UUID, bytes]]) -> bytes:
-    """Return a certificate table holding ``entries`` (GUID, DER certificate) in the given order."""
-    header_size = _ENTRY.size * (len(entries) + 1)
-    header = bytearray()
-    body = bytearray()
-    for guid, data in entries:
-        header += _ENTRY.pack(guid.bytes, header_size + len(body), len(data))
-        body += data
-    header += bytes(_ENTRY.size)
-    return bytes(header + body)
 
 
 def trim_cert_table(buffer: bytes) -> bytes | None:

@@ -52,10 +52,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
-from cube_lsp.attestation.report import REPORT_SIZE, SIGNED_SIZE, Product
-from cube_lsp.attestation.verify import GUID_ARK, GUID_ASK, GUID_VCEK, fingerprint
 from cube_stack.agent.errors import AgentSettingsError, SimulatedStateError
-from cube_stack.agent.evidence import Evidence, build_cert_table, check_report_data
+from cube_stack.agent.evidence import Evidence, check_report_data
+from cube_wire.certtable import GUID_ARK, GUID_ASK, GUID_VCEK, build_cert_table, fingerprint
+from cube_wire.report import REPORT_SIZE, SIGNED_SIZE, Product
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The TLS key the agent binds: the proxy's own in-memory key pair, and its SubjectPublicKeyInfo.
 
-The proxy already owns the TLS identity (:class:`cube_stack.proxy.tls.TlsIdentity`): an ECDSA P-256 key
+The proxy already owns the TLS identity (:class:`cube_stack.tls_identity.TlsIdentity`): an ECDSA P-256 key
 made at start, a self-signed certificate, and an ``ssl.SSLContext`` loaded through an anonymous
 ``memfd_create`` file holding the key encrypted with a random in-memory password (a 0600 temporary file
 unlinked right after loading where memfd does not exist). We never write the key to disk. The agent does
@@ -15,7 +15,6 @@ tests and clients when they read the peer certificate of a live connection)::
 
 from __future__ import annotations
 
-import hashlib
 import ssl
 
 from cryptography import x509
@@ -23,7 +22,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from cube_stack.agent.errors import AgentSettingsError
-from cube_stack.proxy.tls import TlsIdentity
+from cube_stack.tls_identity import TlsIdentity
+from cube_wire.spki import spki_sha256 as wire_spki_sha256
 
 __all__ = ["TlsIdentity", "new_tls_identity", "peer_spki_der", "spki_der", "spki_sha256"]
 
@@ -63,7 +63,7 @@ def spki_der(source: SpkiSource) -> bytes:
 
 def spki_sha256(source: SpkiSource) -> str:
     """Return the lower-case hex SHA-256 of the DER SPKI (the ``binding.spki_sha256`` of a document)."""
-    return hashlib.sha256(spki_der(source)).hexdigest()
+    return wire_spki_sha256(spki_der(source))
 
 
 def peer_spki_der(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> bytes:

@@ -5,7 +5,7 @@ Handlers never build error responses themselves; they raise one of these and the
 ``code`` key is ours and is ignored by SuperMQ clients). The gRPC service maps the same classes to gRPC
 status codes through :attr:`AuthError.grpc_status`::
 
-    CubeError (cube_lsp.errors)
+    CubeError (cube_wire.errors)
     └── AuthError                      auth.*              500 / INTERNAL
         ├── MalformedError             auth.malformed      400 / INVALID_ARGUMENT
         ├── AuthenticationError        auth.unauthenticated 401 / UNAUTHENTICATED
@@ -26,7 +26,7 @@ Codes are stable and tests assert them, never the message text.
 
 from __future__ import annotations
 
-from cube_lsp.errors import CubeError
+from cube_wire.errors import CubeError
 
 
 class AuthError(CubeError):

@@ -27,7 +27,7 @@ from cube_stack.proxy.errors import (
 from cube_stack.proxy.routes import AUTH_PERMISSIONS, ROUTE_TABLE, Permission, ProxyRoute
 from cube_stack.proxy.server import ProxyServer
 from cube_stack.proxy.settings import ProxySettings
-from cube_stack.proxy.tls import TlsIdentity
+from cube_stack.tls_identity import TlsIdentity
 
 __all__ = [
     "AUTH_PERMISSIONS",

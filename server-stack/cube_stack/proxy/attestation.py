@@ -24,6 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
+from cube_stack.agent.errors import AgentRequestError
 from cube_stack.proxy.errors import (
     BadRequestError,
     CubeProxyError,
@@ -32,7 +33,7 @@ from cube_stack.proxy.errors import (
     error_response,
 )
 from cube_stack.proxy.middleware import audit_record, read_body
-from cube_stack.proxy.ratelimit import RateLimiter
+from cube_stack.proxy.ratelimit import Limiter
 from cube_stack.proxy.routes import DOMAIN, ProxyRoute
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ class AttestationEndpoint:
         spki_der: bytes,
         *,
         route: ProxyRoute,
-        limiter: RateLimiter,
+        limiter: Limiter,
     ) -> None:
         self._agent = agent
         self._spki_der = spki_der
@@ -108,7 +109,7 @@ class AttestationEndpoint:
         record.route = self._route.template
         record.domain = scope.get("path_params", {}).get(DOMAIN)
         try:
-            wait = self._limiter.acquire(client_address(scope))
+            wait = await self._limiter.take(client_address(scope))
             if wait > 0:
                 raise RateLimitedError(
                     f"too many attestation requests from this address; retry in {wait:.1f} s",
@@ -121,6 +122,10 @@ class AttestationEndpoint:
         except CubeProxyError as exc:
             record.outcome = exc.code
             await error_response(exc)(scope, receive, send)
+            return
+        except AgentRequestError as exc:  # the request's fault (an unusable nonce): 400 with its words
+            record.outcome = exc.code
+            await error_response(BadRequestError(exc.message, code=exc.code))(scope, receive, send)
             return
         except Exception as exc:  # an agent fault; its message may quote device paths or input
             log.error("proxy.attestation_failed type=%s", type(exc).__name__, extra={"event": "proxy.attest"})

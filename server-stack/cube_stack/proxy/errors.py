@@ -5,7 +5,7 @@ with the class's status (Cube and SuperMQ clients read ``message``; ``code`` is 
 service reports keep the auth service's code (``auth.not_domain_member``), so the editor can tell "not a
 member" from "domain disabled" without parsing text::
 
-    CubeError (cube_lsp.errors)
+    CubeError (cube_wire.errors)
     └── CubeProxyError              cube_proxy.error              500
         ├── BadRequestError         cube_proxy.bad_request        400
         ├── UnauthenticatedError    cube_proxy.unauthenticated    401
@@ -29,7 +29,7 @@ import math
 
 from starlette.responses import JSONResponse
 
-from cube_lsp.errors import CubeError
+from cube_wire.errors import CubeError
 
 
 class CubeProxyError(CubeError):

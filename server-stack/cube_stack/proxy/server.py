@@ -24,8 +24,8 @@ from starlette.applications import Starlette
 from cube_stack.net import bind_tcp
 from cube_stack.proxy.metrics import ProxyMetrics
 from cube_stack.proxy.settings import ProxySettings
-from cube_stack.proxy.tls import TlsIdentity
 from cube_stack.serving import GuardedServer, ServingStats
+from cube_stack.tls_identity import TlsIdentity
 
 log = logging.getLogger(__name__)
 

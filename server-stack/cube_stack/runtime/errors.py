@@ -4,7 +4,7 @@ The built-in runtime's routes never build error bodies themselves; they raise on
 maps it to Ollama's ``{"error": message}`` (plus our stable ``code``) or, on ``/v1/*``, to OpenAI's
 ``{"error": {"message", "type", "code"}}``::
 
-    CubeError (cube_lsp.errors)
+    CubeError (cube_wire.errors)
     └── ModelRuntimeError            runtime.error                 500
         ├── BadRequestError          runtime.bad_request           400
         │   └── UnpairedSurrogateError  runtime.unpaired_surrogate  400
@@ -23,7 +23,7 @@ Codes are stable and tests assert them, never the message text.
 
 from __future__ import annotations
 
-from cube_lsp.errors import CubeError
+from cube_wire.errors import CubeError
 
 
 class ModelRuntimeError(CubeError):

@@ -2,7 +2,7 @@
 
 ::
 
-    CubeError (cube_lsp.errors)
+    CubeError (cube_wire.errors)
     └── ServingError                 serving.error
         ├── ConnectionLimitsError    serving.limits_invalid   (raised at start; ``field`` names the limit)
         └── ProxyHeaderError         serving.proxy_header_*   (a balancer's PROXY v2 header; the connection
@@ -13,7 +13,7 @@ Codes are stable and tests assert them, never the message text.
 
 from __future__ import annotations
 
-from cube_lsp.errors import CubeError
+from cube_wire.errors import CubeError
 
 
 class ServingError(CubeError):

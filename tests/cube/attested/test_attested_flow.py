@@ -19,9 +19,9 @@ import trustme
 from cube_lsp.cube.attested import AttestationStatus, AttestorOptions, make_client_transport
 from cube_lsp.cube.client import CubeClient
 from cube_lsp.cube.requests import FimRequest
-from cube_lsp.errors import CubeError
 from cube_lsp.settings import Settings, parse_settings
 from cube_stack.agent import SIMULATED_MEASUREMENT, SimulatedProvider
+from cube_wire.errors import CubeError
 from tests.cube.attested._server import COMPLETION, TOKEN, AttestedServer, RecordingBackend
 from tests.cube.attested.conftest import FakeClock, FakeGetter, make_settings
 

@@ -10,7 +10,8 @@ import trustme
 
 from cube_lsp.attestation import expected_report_data
 from cube_lsp.cli import main
-from cube_stack.agent import SIMULATED_MEASUREMENT, SimulatedProvider, attestation_document
+from cube_stack.agent import SIMULATED_MEASUREMENT, SimulatedProvider
+from cube_wire.document import attestation_document
 from tests.cube.attested._server import COMPLETION, DOMAIN, TOKEN, AttestedServer
 
 SECRET = "def top_secret_cli_7c1d(y):"
@@ -117,7 +118,11 @@ def test_verify_a_simulated_document_under_its_policy(
     report = provider.build_report(expected_report_data(nonce, spki))
     document = tmp_path / "document.json"
     document.write_text(
-        json.dumps(attestation_document(provider, report, provider.certificate_table(), nonce, spki))
+        json.dumps(
+            attestation_document(
+                provider.name, provider.simulated, report, provider.certificate_table(), nonce, spki
+            )
+        )
     )
     assert main(["attest", "verify", str(document), "--policy", str(policy_file), "--offline"]) == 0
     out = capsys.readouterr().out

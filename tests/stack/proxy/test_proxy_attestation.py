@@ -14,6 +14,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cube_proxy_testkit import AuthStack, MakeProxy, ManualClock, bearer
 
+from cube_stack.agent.errors import AgentRequestError
+
 
 class FakeAgent:
     """Records what it was asked and answers a fixed document."""
@@ -145,3 +147,19 @@ async def test_an_agent_failure_is_500_without_details(make_proxy: MakeProxy, st
         )
     assert response.status_code == 500
     assert response.json() == {"message": "attestation failed", "code": "cube_proxy.attestation_failed"}
+
+
+async def test_a_nonce_the_agent_refuses_is_the_clients_fault(
+    make_proxy: MakeProxy, stack: AuthStack
+) -> None:
+    """The agent knows nothing of HTTP; the proxy maps its request error to 400 with the agent's words."""
+
+    class Refusing:
+        async def attest(self, nonce: bytes, spki_der: bytes) -> dict[str, Any]:
+            raise AgentRequestError("nonce: found all zero bytes", code="agent.nonce_invalid")
+
+    async with make_proxy(agent=Refusing()) as proxy:
+        response = await proxy.client.post(f"/{stack.domain}/attestation", json={"nonce": "00" * 32})
+    assert response.status_code == 400
+    assert response.json()["code"] == "agent.nonce_invalid"
+    assert "all zero" in response.json()["message"]

@@ -196,7 +196,7 @@ def test_metrics_render_the_text_format() -> None:
 
 def test_self_signed_subjects_are_unique_per_key():
     """Two proxies' certificates in one CA bundle must both be trusted (OpenSSL dedups by subject)."""
-    from cube_stack.proxy.tls import TlsIdentity
+    from cube_stack.tls_identity import TlsIdentity
 
     first = TlsIdentity.generate(("localhost",))
     second = TlsIdentity.generate(("localhost",))

@@ -2,7 +2,7 @@
 
 ::
 
-    CubeError (cube_lsp.errors)
+    CubeError (cube_wire.errors)
     ├── AuthError (cube_stack.auth.errors)
     │   └── AuthServiceUnavailableError  auth.unavailable   503 / UNAVAILABLE
     └── CodegenError                     auth.grpc_codegen  (stubs could not be generated; at start)
@@ -14,8 +14,8 @@ to cached decisions and only then fail closed. Codes are stable; tests assert th
 
 from __future__ import annotations
 
-from cube_lsp.errors import CubeError
 from cube_stack.auth.errors import AuthError
+from cube_wire.errors import CubeError
 
 
 class AuthServiceUnavailableError(AuthError):

@@ -37,7 +37,7 @@ Each class has a default code; a few take a more precise code per check (listed 
 
 from __future__ import annotations
 
-from cube_lsp.errors import CubeError
+from cube_wire.errors import CubeError
 
 
 class AttestationError(CubeError):

@@ -14,11 +14,12 @@ bytes: ``product`` is then ``None`` and ``product_candidates`` lists both (they 
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
-from cube_lsp.attestation.errors import ProductMismatchError, ReportMalformedError
+from cube_wire.attestation_errors import ProductMismatchError, ReportMalformedError
 
 REPORT_SIZE = 0x4A0
 """Size of an ATTESTATION_REPORT in bytes."""
@@ -29,11 +30,40 @@ SIGNATURE_ALGO_ECDSA_P384_SHA384 = 1
 
 
 class Product(StrEnum):
-    """An SEV-SNP product line; the value is the name AMD's key server uses in its URLs."""
+    """An SEV-SNP product line; the value is the name AMD's key server uses in its URLs.
+
+    ``Product(name)`` also takes the spellings with a stepping that VCEK certificates (productName) and
+    go-sev-guest use, ``Milan-B0``, ``Genoa-B1``, ``Turin-C1``, and any letter case: the stepping does
+    not change the product line, its key server URLs or its report layout.
+    """
 
     MILAN = "Milan"
     GENOA = "Genoa"
     TURIN = "Turin"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Product | None:
+        if not isinstance(value, str):
+            return None
+        match = _PRODUCT_NAME.fullmatch(value.strip())
+        if match is None:
+            return None
+        line = match["line"].lower()
+        return next((product for product in cls if product.value.lower() == line), None)
+
+
+#: A product line, optionally with a stepping: Milan, Milan-B0, genoa-b1, Turin-C1.
+_PRODUCT_NAME = re.compile(r"(?P<line>[A-Za-z]+)(?:-[A-Za-z][0-9])?")
+
+
+def parse_product(name: str) -> Product:
+    """Return the product `name` names (Milan, Milan-B0, ...); raise ValueError naming the choices."""
+    try:
+        return Product(name)
+    except ValueError:
+        raise ValueError(
+            f"found {name!r}, wanted Milan, Genoa or Turin, optionally with a stepping (Milan-B0, Genoa-B1)"
+        ) from None
 
 
 class SigningKey(IntEnum):
@@ -406,3 +436,15 @@ def parse_report(data: bytes, *, product: Product | None = None) -> AttestationR
         warnings=tuple(warnings),
         raw=data,
     )
+
+
+def product_of_report(report: bytes) -> str | None:
+    """Return the product named by a report's CPUID bytes (version >= 3), or None when it cannot tell."""
+    version = int.from_bytes(report[0:4], "little")
+    if version >= 3:
+        found = product_from_cpuid(report[0x188], report[0x189])
+        return found.value if found is not None else None
+    chip = report[0x1A0:0x1E0]
+    if any(chip[:8]) and not any(chip[8:]):
+        return "Turin"  # a version-2 report with an 8-byte chip id
+    return None
