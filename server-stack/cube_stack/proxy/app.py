@@ -36,9 +36,16 @@ from cube_stack.proxy.forward import ForwardEndpoint, new_runtime_client
 from cube_stack.proxy.jwks import JwksVerifier
 from cube_stack.proxy.metrics import CONTENT_TYPE, ProxyMetrics
 from cube_stack.proxy.middleware import AuditMiddleware, AuthGuard, BodyLimitMiddleware, audit_record
-from cube_stack.proxy.ratelimit import RateLimiter
+from cube_stack.proxy.ratelimit import Limiter, RateLimiter
 from cube_stack.proxy.routes import active_routes
 from cube_stack.proxy.settings import ProxySettings
+from cube_stack.proxy.shared_limits import (
+    ADDRESS_PREFIX,
+    USER_PREFIX,
+    SharedLimits,
+    SharedRateLimiter,
+    address_hasher,
+)
 from cube_stack.proxy.tls import TlsIdentity
 
 log = logging.getLogger(__name__)
@@ -107,6 +114,12 @@ def create_proxy_app(
         max_users=settings.rate_limit_users,
         clock=clock,
     )
+    user_limit: Limiter = limiter
+    address_limit: Limiter = attestation_limiter
+    shared = SharedLimits(settings.redis_url, timeout=settings.redis_timeout) if settings.redis_url else None
+    if shared is not None:
+        metrics.shared_limits = shared.stats
+        user_limit, address_limit = _shared_limiters(settings, shared, limiter, attestation_limiter)
     runtime = new_runtime_client(settings)
 
     async def health(request: Request) -> Response:
@@ -132,18 +145,22 @@ def create_proxy_app(
     for entry in active_routes(admin_routes=settings.admin_routes):
         endpoint: ASGIApp
         if entry.kind == "attestation":  # no token: a client attests before it trusts us with one
-            endpoint = AttestationEndpoint(agent, identity.spki_der, route=entry, limiter=attestation_limiter)
+            endpoint = AttestationEndpoint(agent, identity.spki_der, route=entry, limiter=address_limit)
         else:
             forward = ForwardEndpoint(entry, settings=settings, client=runtime, metrics=metrics)
-            endpoint = AuthGuard(forward, route=entry, backend=backend, limiter=limiter)
+            endpoint = AuthGuard(forward, route=entry, backend=backend, limiter=user_limit)
         routes.append(Route(entry.template, endpoint, methods=[entry.method]))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         try:
+            if shared is not None:
+                await shared.start()
             yield
         finally:
             await runtime.aclose()
+            if shared is not None:
+                await shared.aclose()
 
     app = Starlette(
         routes=routes,
@@ -163,3 +180,29 @@ def create_proxy_app(
     app.state.metrics = metrics
     app.state.decision_cache = cache
     return app
+
+
+def _shared_limiters(
+    settings: ProxySettings, shared: SharedLimits, users: RateLimiter, addresses: RateLimiter
+) -> tuple[Limiter, Limiter]:
+    """Return the per-user and per-address limiters shared through Redis, the local ones as fallback."""
+    user_limiter = SharedRateLimiter(
+        shared,
+        per_minute=settings.rate_limit_per_minute,
+        burst=settings.rate_limit_burst,
+        max_keys=settings.rate_limit_users,
+        lease=settings.redis_lease,
+        prefix=USER_PREFIX,
+        fallback=users,
+    )
+    address_limiter = SharedRateLimiter(
+        shared,
+        per_minute=settings.attestation_rate_per_minute,
+        burst=settings.attestation_burst,
+        max_keys=settings.rate_limit_users,
+        lease=settings.redis_lease,
+        prefix=ADDRESS_PREFIX,
+        fallback=addresses,
+        key_of=address_hasher((settings.redis_address_key or "").encode()),
+    )
+    return user_limiter, address_limiter

@@ -12,6 +12,12 @@ app (not in a process-global registry) lets tests run many apps side by side. La
     cube_proxy_connections_open                             gauge   (when served by ProxyServer)
     cube_proxy_connections_closed_total{reason}             counter (refused or timed out before serving)
     cube_proxy_accept_errors_total                          counter (EMFILE and the like, backed off)
+    cube_proxy_shared_limits_up                             gauge   (1: Redis decides; 0: per process)
+    cube_proxy_shared_limits_fallback_total                 counter (decided per process: Redis down)
+    cube_proxy_shared_limits_round_trips_total              counter (token-bucket calls Redis answered)
+    cube_proxy_shared_limits_outages_total                  counter (times Redis was lost)
+
+The ``shared_limits`` families appear only when ``CUBE_PROXY_REDIS_URL`` is set.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import bisect
 from collections import defaultdict
 from collections.abc import Callable
 
+from cube_stack.proxy.shared_limits import SharedLimitsStats
 from cube_stack.serving import CLOSE_REASONS, ServingStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -67,6 +74,7 @@ class ProxyMetrics:
         self.streams_in_flight = 0
         self._cache_counts = cache_counts
         self.connections: ServingStats | None = None  # set by the server that serves the app
+        self.shared_limits: SharedLimitsStats | None = None  # set when limits are shared through Redis
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one finished request and its duration."""
@@ -121,6 +129,8 @@ class ProxyMetrics:
             ]
         if self.connections is not None:
             self._render_connections(lines, self.connections)
+        if self.shared_limits is not None:
+            self._render_shared_limits(lines, self.shared_limits)
         return "\n".join(lines) + "\n"
 
     @staticmethod
@@ -138,6 +148,23 @@ class ProxyMetrics:
             "# HELP cube_proxy_accept_errors_total Failed accept() calls (out of descriptors or memory).",
             "# TYPE cube_proxy_accept_errors_total counter",
             f"cube_proxy_accept_errors_total {stats.accept_errors}",
+        ]
+
+    @staticmethod
+    def _render_shared_limits(lines: list[str], stats: SharedLimitsStats) -> None:
+        lines += [
+            "# HELP cube_proxy_shared_limits_up 1: limits shared through Redis; 0: per process.",
+            "# TYPE cube_proxy_shared_limits_up gauge",
+            f"cube_proxy_shared_limits_up {int(stats.up)}",
+            "# HELP cube_proxy_shared_limits_fallback_total Limit decisions made per process (Redis down).",
+            "# TYPE cube_proxy_shared_limits_fallback_total counter",
+            f"cube_proxy_shared_limits_fallback_total {stats.fallbacks}",
+            "# HELP cube_proxy_shared_limits_round_trips_total Token-bucket calls that Redis answered.",
+            "# TYPE cube_proxy_shared_limits_round_trips_total counter",
+            f"cube_proxy_shared_limits_round_trips_total {stats.round_trips}",
+            "# HELP cube_proxy_shared_limits_outages_total Times Redis was lost.",
+            "# TYPE cube_proxy_shared_limits_outages_total counter",
+            f"cube_proxy_shared_limits_outages_total {stats.outages}",
         ]
 
     @staticmethod

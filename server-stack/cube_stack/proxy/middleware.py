@@ -27,7 +27,7 @@ from cube_stack.proxy.errors import (
     error_response,
 )
 from cube_stack.proxy.metrics import ProxyMetrics
-from cube_stack.proxy.ratelimit import RateLimiter
+from cube_stack.proxy.ratelimit import Limiter
 from cube_stack.proxy.routes import DOMAIN, ProxyRoute
 
 audit_log = logging.getLogger("cube_stack.proxy.audit")
@@ -143,7 +143,7 @@ class AuthGuard:
     """Authenticate, authorize and rate-limit one route of the table before its endpoint runs."""
 
     def __init__(
-        self, app: ASGIApp, *, route: ProxyRoute, backend: BearerAuthBackend, limiter: RateLimiter
+        self, app: ASGIApp, *, route: ProxyRoute, backend: BearerAuthBackend, limiter: Limiter
     ) -> None:
         if route.permission is None:
             raise ValueError(f"route {route.template} needs no permission; it must not be guarded")
@@ -163,7 +163,7 @@ class AuthGuard:
         try:
             credentials, user = await self.backend.authenticate(HTTPConnection(scope))
             record.user_id = user.subject.user_id
-            wait = self.limiter.acquire(user.subject.user_id)
+            wait = await self.limiter.take(user.subject.user_id)
             if wait > 0:
                 raise RateLimitedError(f"too many requests; retry in {wait:.1f} s", retry_after=wait)
         except CubeProxyError as exc:

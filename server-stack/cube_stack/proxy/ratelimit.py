@@ -2,6 +2,10 @@
 
 Buckets are kept in a bounded LRU (an idle user's bucket would be full anyway, so dropping it loses
 nothing). Time comes from the injected clock; a clock that steps backwards refills nothing.
+
+:class:`Limiter` is what the guards ask: ``await take(key)``. :class:`RateLimiter` answers it in this
+process; :class:`cube_stack.proxy.shared_limits.SharedRateLimiter` answers it for every proxy at once
+through Redis, with a :class:`RateLimiter` as its fallback.
 """
 
 from __future__ import annotations
@@ -9,12 +13,21 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass
 class _Bucket:
     tokens: float
     updated_at: float
+
+
+class Limiter(Protocol):
+    """A rate limit keyed by a string (a user id, a client address)."""
+
+    async def take(self, key: str) -> float:
+        """Take one token for ``key``; return 0 if allowed, else the seconds until one is free."""
+        ...
 
 
 class RateLimiter:
@@ -52,3 +65,7 @@ class RateLimiter:
             bucket.tokens -= 1.0
             return 0.0
         return (1.0 - bucket.tokens) / self._rate
+
+    async def take(self, key: str) -> float:
+        """Take one token for ``key`` (:class:`Limiter`); the same as :meth:`acquire`."""
+        return self.acquire(key)

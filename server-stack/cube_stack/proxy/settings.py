@@ -92,6 +92,12 @@ class ProxySettings:
     max_connections_per_address: int = 64  # connections open from one client address (IPv6: one /64)
     trusted_forwarders: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For/-Proto is believed; unset: none
     proxy_protocol_from: tuple[str, ...] = ()  # CIDRs of TCP balancers that must send PROXY v2; unset: none
+    # Shared rate limits (cube_stack.proxy.shared_limits): every proxy naming one Redis shares each limit.
+    # redis://, rediss:// or unix:// URL (may hold a password: kept out of repr); unset: limits per process
+    redis_url: str = field(default="", repr=False)
+    redis_address_key: str | None = field(default=None, repr=False)  # HMAC key for client addresses in Redis
+    redis_timeout: float = 0.1  # most seconds a request waits on Redis; slower: per-process limits
+    redis_lease: int = 8  # most tokens one Redis round trip takes for local spending; 1: exact limits
 
     def __post_init__(self) -> None:
         _check_url("auth_url", self.auth_url)
@@ -126,6 +132,7 @@ class ProxySettings:
             raise ProxySettingsError("attestation_rate_per_minute", "must not be negative (0 disables)")
         if self.attestation_burst < 1:
             raise ProxySettingsError("attestation_burst", "must be at least 1")
+        self._check_redis()
         if self.attestation not in ATTESTATION_MODES:
             raise ProxySettingsError(
                 "attestation", f"found {self.attestation!r}, wanted one of {', '.join(ATTESTATION_MODES)}"
@@ -138,6 +145,25 @@ class ProxySettings:
             self.connection_limits()
         except ConnectionLimitsError as exc:
             raise ProxySettingsError(exc.field, exc.detail) from None
+
+    def _check_redis(self) -> None:
+        if not self.redis_url:
+            return
+        scheme = urlsplit(self.redis_url).scheme  # not the whole URL in messages: it may hold a password
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ProxySettingsError(
+                "redis_url", f"expected a redis://, rediss:// or unix:// URL, got scheme {scheme!r}"
+            )
+        if len(self.redis_address_key or "") < 32:
+            raise ProxySettingsError(
+                "redis_address_key",
+                "set a secret of at least 32 characters, the same on every proxy (client addresses are "
+                "stored in Redis as HMACs under it), e.g. `openssl rand -hex 32`",
+            )
+        if not self.redis_timeout > 0:
+            raise ProxySettingsError("redis_timeout", "must be a positive number of seconds")
+        if self.redis_lease < 1:
+            raise ProxySettingsError("redis_lease", "must be at least 1")
 
     def connection_limits(self) -> ConnectionLimits:
         """Return the serving layer's timeouts, caps and trusted addresses."""
