@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cube_lsp.errors import CubeError
 from cube_stack import __version__
 from cube_stack.stack import (
     ADMIN_EMAIL,
@@ -29,6 +28,7 @@ from cube_stack.stack import (
     StackState,
     default_data_dir,
 )
+from cube_wire.errors import CubeError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +42,20 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir.add_argument(
         "--data-dir", type=Path, default=argparse.SUPPRESS, help="default: the user's data dir"
     )
+    # The admin commands work on `cube-stack up`'s data directory, or on a standalone auth service's
+    # database (--database-url or CUBE_AUTH_DATABASE_URL) as one of its platform admins.
+    database = argparse.ArgumentParser(add_help=False, parents=[data_dir])
+    database.add_argument(
+        "--database-url",
+        default=None,
+        help="the auth database (postgresql://... or a SQLite file); default: $CUBE_AUTH_DATABASE_URL, "
+        "else the data dir of `cube-stack up`",
+    )
+    database.add_argument(
+        "--as", dest="acting_admin", default=None, help="platform admin to act as with --database-url"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
+    add_auth_commands(commands)
 
     up = commands.add_parser(
         "up", parents=[data_dir], help="start auth, runtime, simulated attestation agent and proxy"
@@ -55,28 +68,28 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-ollama", action="store_true", help="do not use an Ollama at 127.0.0.1:11434")
 
     user = commands.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
-    create_user = user.add_parser("create", help="create a user", parents=[data_dir])
+    create_user = user.add_parser("create", help="create a user", parents=[database])
     create_user.add_argument("username")
     create_user.add_argument("--email", required=True)
     create_user.add_argument("--password", required=True)
 
     domain = commands.add_parser("domain", help="manage domains").add_subparsers(dest="action", required=True)
-    create_domain = domain.add_parser("create", help="create a domain", parents=[data_dir])
+    create_domain = domain.add_parser("create", help="create a domain", parents=[database])
     create_domain.add_argument("name")
     create_domain.add_argument("--route", required=True, help="short identifier used in URLs")
-    domain.add_parser("list", help="list domains", parents=[data_dir])
+    domain.add_parser("list", help="list domains", parents=[database])
 
     token = commands.add_parser("token", help="manage personal access tokens")
     token_actions = token.add_subparsers(dest="action", required=True)
-    create_token = token_actions.add_parser("create", help="create a PAT for a domain", parents=[data_dir])
+    create_token = token_actions.add_parser("create", help="create a PAT for a domain", parents=[database])
     create_token.add_argument("--domain", required=True, help="domain id")
     create_token.add_argument("--name", default="cube-lsp")
     create_token.add_argument("--duration", default="90d", help="e.g. 720h or 90d")
     create_token.add_argument(
         "--operation", default="*", help="llm operation the token allows (e.g. completions); * for all"
     )
-    token_actions.add_parser("list", help="list the admin's PATs", parents=[data_dir])
-    revoke = token_actions.add_parser("revoke", help="revoke a PAT", parents=[data_dir])
+    token_actions.add_parser("list", help="list the admin's PATs", parents=[database])
+    revoke = token_actions.add_parser("revoke", help="revoke a PAT", parents=[database])
     revoke.add_argument("pat_id")
 
     policy = commands.add_parser("policy", help="write a client attestation policy")
@@ -96,6 +109,101 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("-o", "--output", type=Path, help="write here (default: print)")
     return parser
+
+
+def add_auth_commands(commands: Any) -> None:
+    """Add `cube-stack auth serve|migrate|keygen`; every flag also reads a ``CUBE_AUTH_*`` variable."""
+    auth = commands.add_parser("auth", help="run the auth service on its own (see docs/auth.md)")
+    actions = auth.add_subparsers(dest="action", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--database-url", help="postgresql://user@host/db or a SQLite file [DATABASE_URL]")
+    common.add_argument(
+        "--data-dir", type=Path, default=argparse.SUPPRESS, help="SQLite default home [DATA_DIR]"
+    )
+    serve = actions.add_parser("serve", parents=[common], help="serve the HTTP API and auth.v1 over gRPC")
+    serve.add_argument("--http-listen", help="host:port of the HTTP API [HTTP_LISTEN] (127.0.0.1:8189)")
+    serve.add_argument(
+        "--grpc-listen", help="host:port of auth.v1.AuthService [GRPC_LISTEN] (127.0.0.1:8181)"
+    )
+    serve.add_argument("--grpc-tls-cert", help="PEM certificate of the gRPC server [GRPC_TLS_CERT]")
+    serve.add_argument("--grpc-tls-key", help="PEM key of --grpc-tls-cert [GRPC_TLS_KEY]")
+    serve.add_argument(
+        "--grpc-tls-client-ca", help="require client certificates from this CA [GRPC_TLS_CLIENT_CA]"
+    )
+    serve.add_argument("--signing-key", help="current Ed25519 signing key, PEM [SIGNING_KEY_FILE]")
+    serve.add_argument(
+        "--previous-signing-key",
+        action="append",
+        help="an earlier key whose tokens still verify (repeatable) [PREVIOUS_SIGNING_KEYS]",
+    )
+    serve.add_argument("--issuer", help="JWT iss [ISSUER] (supermq.auth)")
+    serve.add_argument("--access-token-ttl", help="e.g. 1h [ACCESS_TOKEN_TTL]")
+    serve.add_argument("--refresh-token-ttl", help="e.g. 24h [REFRESH_TOKEN_TTL]")
+    serve.add_argument("--pat-max-ttl", help="e.g. 365d [PAT_MAX_TTL]")
+    serve.add_argument("--log-level", help="debug, info, warning or error [LOG_LEVEL] (info)")
+    actions.add_parser("migrate", parents=[common], help="apply pending schema migrations and exit")
+    keygen = actions.add_parser("keygen", help="write a new Ed25519 signing key (0600) and print its kid")
+    keygen.add_argument("path", type=Path, help="the new key file (never overwritten)")
+
+
+# `cube-stack auth` flags and the CUBE_AUTH_* variables they override (the flag wins).
+_AUTH_FLAGS = (
+    "database_url",
+    "data_dir",
+    "http_listen",
+    "grpc_listen",
+    "grpc_tls_cert",
+    "grpc_tls_key",
+    "grpc_tls_client_ca",
+    "issuer",
+    "access_token_ttl",
+    "refresh_token_ttl",
+    "pat_max_ttl",
+    "log_level",
+)
+
+
+def auth_environ(args: argparse.Namespace, environ: dict[str, str]) -> dict[str, str]:
+    """Return ``environ`` with the given ``cube-stack auth`` flags written over their variables."""
+    merged = dict(environ)
+    for name in _AUTH_FLAGS:
+        value = getattr(args, name, None)
+        if value is not None:
+            merged[f"CUBE_AUTH_{name.upper()}"] = str(value)
+    if getattr(args, "signing_key", None) is not None:
+        merged["CUBE_AUTH_SIGNING_KEY_FILE"] = args.signing_key
+    if getattr(args, "previous_signing_key", None):
+        merged["CUBE_AUTH_PREVIOUS_SIGNING_KEYS"] = os.pathsep.join(args.previous_signing_key)
+    return merged
+
+
+def run_auth_command(args: argparse.Namespace) -> int:
+    """Run `cube-stack auth serve|migrate|keygen`."""
+    import logging
+
+    from cube_stack.auth.keyfiles import write_new_key_file
+    from cube_stack.auth.migrations import LATEST_VERSION
+    from cube_stack.auth.settings import AuthSettings
+    from cube_stack.auth.standalone import ServeOptions, run_auth, run_migrate
+
+    if args.action == "keygen":
+        key = write_new_key_file(args.path)
+        print(json.dumps({"kid": key.kid, "path": str(args.path)}))
+        return 0
+    environ = auth_environ(args, dict(os.environ))
+    settings = AuthSettings.from_env(environ)
+    if args.action == "migrate":
+        before, applied = asyncio.run(run_migrate(settings))
+        if applied:
+            print(f"cube-stack auth: schema version {before} -> {applied[-1]} (applied {applied})")
+        else:
+            latest = f"latest {LATEST_VERSION}"
+            print(f"cube-stack auth: schema already at version {before} ({latest}); nothing to do")
+        return 0
+    options = ServeOptions.from_env(environ)
+    logging.getLogger().setLevel(options.log_level.upper())
+    asyncio.run(run_auth(settings, options))
+    return 0
 
 
 def banner(running: RunningStack) -> str:
@@ -139,11 +247,36 @@ async def run_up(options: StackOptions, *, ready: Callable[[RunningStack], None]
         print("cube-stack: stopping…", flush=True)
 
 
-async def _admin(data_dir: Path, action: Callable[[Any, Any], Awaitable[object]]) -> object:
-    """Run ``action(service, admin_principal)`` against the stack's auth database."""
+async def _admin_on_database(
+    database_url: str, acting_admin: str, action: Callable[[Any, Any], Awaitable[object]]
+) -> object:
+    """Run ``action(service, admin_principal)`` on a standalone auth service's database.
+
+    No password is asked: whoever can run this with the database URL can write the database anyway.
+    The other ``CUBE_AUTH_*`` variables apply as they do to `cube-stack auth serve`.
+    """
     from cube_stack.auth.service import AuthService
     from cube_stack.auth.settings import AuthSettings
 
+    settings = AuthSettings.from_env(os.environ, database_url=database_url)
+    service = await AuthService.open(settings, signing=False)
+    try:
+        return await action(service, await service.acting_admin(acting_admin))
+    finally:
+        await service.close()
+
+
+async def _admin(
+    data_dir: Path, action: Callable[[Any, Any], Awaitable[object]], args: argparse.Namespace | None = None
+) -> object:
+    """Run ``action(service, admin_principal)`` against the stack's (or --database-url's) auth database."""
+    from cube_stack.auth.service import AuthService
+    from cube_stack.auth.settings import AuthSettings
+
+    database_url = getattr(args, "database_url", None) or os.environ.get("CUBE_AUTH_DATABASE_URL", "")
+    if database_url:
+        acting = getattr(args, "acting_admin", None) or os.environ.get("CUBE_AUTH_ADMIN_USERNAME") or "admin"
+        return await _admin_on_database(database_url, acting, action)
     state_path = data_dir / "state.json"
     if not state_path.is_file():
         raise CubeError(f"no stack in {data_dir}; run `cube-stack up` first", code="stack.missing")
@@ -211,7 +344,7 @@ def run_admin(args: argparse.Namespace, data_dir: Path) -> object:
         ("token", "list"): token_list,
         ("token", "revoke"): token_revoke,
     }
-    return asyncio.run(_admin(data_dir, handlers[(args.command, args.action)]))
+    return asyncio.run(_admin(data_dir, handlers[(args.command, args.action)], args))
 
 
 def write_policy(args: argparse.Namespace) -> int:
@@ -268,6 +401,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "policy":
             return write_policy(args)
+        if args.command == "auth":
+            return run_auth_command(args)
         print(json.dumps(run_admin(args, data_dir), indent=2))
         return 0
     except CubeError as error:

@@ -21,7 +21,14 @@ import stat
 from pathlib import Path
 
 from cube_stack.auth.errors import SigningKeyError
-from cube_stack.auth.keys import SigningKey, load_private_key, private_pem, with_private
+from cube_stack.auth.keys import (
+    SigningKey,
+    generate_signing_key,
+    key_from_pem,
+    load_private_key,
+    private_pem,
+    with_private,
+)
 
 KEY_SUFFIX = ".pem"
 DIR_MODE = 0o700
@@ -196,3 +203,51 @@ class KeyDirectory:
                 code="auth.signing_key_mismatch",
                 path=where,
             ) from None
+
+
+def load_key_file(path: Path, state: str) -> SigningKey:
+    """Read an operator-held key file (``--signing-key`` and ``--previous-signing-key``).
+
+    The file must be a regular file owned by this user and closed to group and others, as in a key
+    directory. A private PKCS#8 PEM gives a key that can sign; a previous key may also be a public
+    (SubjectPublicKeyInfo) PEM, so the old private key can be destroyed once it stops signing. The kid
+    is the key's RFC 7638 thumbprint.
+    """
+    where = str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | _CLOEXEC)
+    except OSError as exc:
+        raise SigningKeyError(
+            f"cannot read the signing key {path}: {exc.strerror}", code="auth.signing_key_missing", path=where
+        ) from None
+    try:
+        st = os.fstat(fd)
+        KeyDirectory._check_file(path, st)
+        pem = os.read(fd, _MAX_KEY_BYTES)
+    finally:
+        os.close(fd)
+    try:
+        return key_from_pem(pem, state)
+    except ValueError as exc:
+        raise SigningKeyError(
+            f"the signing key {path} is unusable: {exc}", code="auth.signing_key_invalid", path=where
+        ) from None
+
+
+def write_new_key_file(path: Path) -> SigningKey:
+    """Make a new Ed25519 key and write it to ``path`` (0600, never over an existing file); return it."""
+    key = generate_signing_key()
+    pem = private_pem(key)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+        view = memoryview(pem)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    return key

@@ -100,6 +100,22 @@ def load_private_key(pem: bytes) -> Ed25519PrivateKey:
     return private_key
 
 
+def key_from_pem(pem: bytes, state: str) -> SigningKey:
+    """Return the key in an Ed25519 PEM (private PKCS#8, or public SPKI) with its thumbprint as kid."""
+    if b"PRIVATE KEY" in pem:
+        private_key = load_private_key(pem)
+        public_key = private_key.public_key()
+        kid = thumbprint(b64url(_raw_public(public_key)))
+        return SigningKey(kid=kid, state=state, public_key=public_key, private_key=private_key)
+    try:
+        loaded = serialization.load_pem_public_key(pem)
+    except (ValueError, TypeError):
+        raise ValueError("not a PEM Ed25519 private or public key") from None
+    if not isinstance(loaded, Ed25519PublicKey):
+        raise ValueError("not an Ed25519 public key")
+    return SigningKey(kid=thumbprint(b64url(_raw_public(loaded))), state=state, public_key=loaded)
+
+
 def with_private(key: SigningKey, private_key: Ed25519PrivateKey) -> SigningKey:
     """Return ``key`` with its private half; raise ``ValueError`` when the two do not belong together."""
     if _raw_public(private_key.public_key()) != _raw_public(key.public_key):

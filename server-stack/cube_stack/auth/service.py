@@ -23,13 +23,14 @@ from cube_stack.auth import pats as patmod
 from cube_stack.auth.errors import (
     AuthenticationError,
     AuthorizationError,
+    AuthSettingsError,
     MalformedError,
     NotFoundError,
     SigningKeyError,
     TooManyAttemptsError,
 )
-from cube_stack.auth.keyfiles import KeyDirectory
-from cube_stack.auth.keys import KeyRing, SigningKey, generate_signing_key
+from cube_stack.auth.keyfiles import KeyDirectory, load_key_file
+from cube_stack.auth.keys import ACTIVE, RETIRING, KeyRing, SigningKey, generate_signing_key
 from cube_stack.auth.migrations import migrate
 from cube_stack.auth.models import (
     Clock,
@@ -96,24 +97,35 @@ class AuthService:
         self._keys_loaded_at: datetime | None = None
         self._private_keys: dict[str, SigningKey] = {}  # kid -> key with its private half, read once
         self._key_lock = asyncio.Lock()
+        self._file_ring: KeyRing | None = None  # the operator's key files, when settings name them
         self._throttle = LoginThrottle.from_settings(settings, clock)
 
     @classmethod
-    async def open(cls, settings: AuthSettings, *, clock: Clock = utc_now) -> AuthService:
+    async def open(
+        cls, settings: AuthSettings, *, clock: Clock = utc_now, signing: bool = True
+    ) -> AuthService:
         """Check the key files, connect, migrate, make sure a signing key exists and bootstrap the admin.
 
         Refuses to start (:class:`SigningKeyError`) when the key directory or a key file is open to
-        group or others, or when the active key's file is missing or does not match the database.
+        group or others, or when the active key's file is missing or does not match the database. With
+        ``settings.signing_key_file`` the keys come from the operator's files alone (see
+        :func:`file_keyring`). ``signing=False`` (the admin commands, which issue no JWT) touches no key.
         """
-        KeyDirectory(settings.effective_signing_key_dir).prepare()
+        file_ring = file_keyring(settings) if signing and settings.signing_key_file is not None else None
+        if signing and file_ring is None:
+            KeyDirectory(settings.effective_signing_key_dir).prepare()
         store = Store(create_engine(settings))
         try:
             await migrate(store.engine)
             service = cls(settings, store, clock=clock)
-            made = await store.ensure_active_key(clock(), service.key_files)
-            if made is not None:
-                _event("auth.key_created", kid=made.kid)
-            await service.reload_keys(strict=True)
+            if file_ring is not None:
+                service._file_ring = file_ring
+                await service.reload_keys()
+            elif signing:
+                made = await store.ensure_active_key(clock(), service.key_files)
+                if made is not None:
+                    _event("auth.key_created", kid=made.kid)
+                await service.reload_keys(strict=True)
             await service._bootstrap_admin()
         except BaseException:
             await store.close()
@@ -127,6 +139,17 @@ class AuthService:
     def now(self) -> datetime:
         """Return the injected clock's current time."""
         return self._clock()
+
+    async def acting_admin(self, username: str) -> Principal:
+        """Return platform admin ``username`` as a principal, for the admin commands (no password asked)."""
+        user = await self.store.find_user(username)
+        if user is None or user.role is not UserRole.ADMIN or user.status is not UserStatus.ENABLED:
+            raise AuthorizationError(
+                f"{username!r} is not an enabled platform admin of this database "
+                "(bootstrap one with CUBE_AUTH_ADMIN_USERNAME, _EMAIL and _PASSWORD)",
+                code="auth.admin_required",
+            )
+        return Principal(user.id, user.role, user.verified_at is not None, TokenType.ACCESS)
 
     async def _bootstrap_admin(self) -> None:
         s = self.settings
@@ -157,6 +180,9 @@ class AuthService:
         keep verifying with the new public keys and log the problem; signing then fails until it is fixed.
         """
         async with self._key_lock:
+            if self._file_ring is not None:  # keys from files: nothing changes until a restart
+                self._keyring, self._keys_loaded_at = self._file_ring, self.now()
+                return self._file_ring
             ring = KeyRing.from_keys(await self.store.load_keys())
             try:
                 ring = ring.with_active(self._private_key(ring.active))
@@ -207,6 +233,11 @@ class AuthService:
 
     async def rotate_signing_key(self) -> str:
         """Make a new active key (in its own file), keep the previous one verifying, retire older ones."""
+        if self._file_ring is not None:
+            raise AuthSettingsError(
+                "signing_key_file",
+                "keys come from files: restart with a new signing key and the old one as a previous key",
+            )
         key = generate_signing_key()
         await self.store.rotate_keys(key, self.now(), self.key_files)
         self._private_keys[key.kid] = key
@@ -784,6 +815,25 @@ class AuthService:
         pat = await self.get_pat(principal, pat_id)
         await self.store.remove_scopes(pat.id, scope_ids, self.now())
         return await self.get_pat(principal, pat_id)
+
+
+def file_keyring(settings: AuthSettings) -> KeyRing:
+    """Return the key ring of the operator's files: the current key signs, the previous ones verify."""
+    if settings.signing_key_file is None:
+        raise AuthSettingsError("signing_key_file", "not set")
+    current = load_key_file(settings.signing_key_file, ACTIVE)
+    if current.private_key is None:
+        raise SigningKeyError(
+            f"the current signing key {settings.signing_key_file} is a public key; it must be the private "
+            "key that signs tokens",
+            code="auth.signing_key_invalid",
+            path=str(settings.signing_key_file),
+        )
+    verifiers = {current.kid: current}
+    for path in settings.previous_signing_keys:
+        key = load_key_file(path, RETIRING)
+        verifiers.setdefault(key.kid, key)
+    return KeyRing(active=current, verifiers=verifiers)
 
 
 def _role_id() -> str:

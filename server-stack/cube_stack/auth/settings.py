@@ -8,6 +8,7 @@ Production defaults are the safe ones: self-registration off, argon2id with OWAS
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,7 +33,8 @@ def default_data_dir() -> Path:
 class AuthSettings:
     """How the auth service stores data, signs tokens and treats users."""
 
-    # SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db.
+    # SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db; also accepted
+    # and rewritten to those: postgresql://..., postgres://..., sqlite:///path, or a bare file path.
     # Unset (empty): SQLite at <data_dir>/auth.db.
     database_url: str = ""
     database_schema: str | None = None  # PostgreSQL schema (search_path); unset: the server's default
@@ -41,6 +43,13 @@ class AuthSettings:
     # replica signing tokens needs the active key's file (share the directory, e.g. a mounted volume);
     # the database holds only kid, state and public key. Unset: <data_dir>/keys.
     signing_key_dir: Path | None = None
+    # Operator-held keys instead of that directory: the current Ed25519 key (PKCS#8 PEM, 0600, owned by
+    # this user) signs every new token under its kid (RFC 7638 thumbprint); the database's key table is
+    # then not used. Unset: keys are made and kept in signing_key_dir.
+    signing_key_file: Path | None = None
+    # Earlier current keys (private or public PEM files) whose tokens still verify until they expire;
+    # published in the JWKS after the current key. Needs signing_key_file. Env: an os.pathsep list.
+    previous_signing_keys: tuple[Path, ...] = ()
     # SQLite PRAGMA synchronous: "full" syncs every commit (a revocation survives power loss);
     # "normal" or "off" are faster and meant for tests and throw-away data.
     sqlite_synchronous: str = "full"
@@ -77,6 +86,9 @@ class AuthSettings:
     admin_password: str | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "database_url", normalize_database_url(self.database_url))
+        if self.previous_signing_keys and self.signing_key_file is None:
+            raise AuthSettingsError("previous_signing_keys", "needs signing_key_file (the current key)")
         if self.database_url and not self.database_url.startswith(
             ("sqlite+aiosqlite://", "postgresql+asyncpg://")
         ):
@@ -141,8 +153,31 @@ class AuthSettings:
         return cls(**values)  # type: ignore[arg-type]
 
 
+def normalize_database_url(url: str) -> str:
+    """Return ``url`` in the driver form SQLAlchemy needs (asyncpg, aiosqlite); others pass unchanged.
+
+    ``postgresql://`` and ``postgres://`` become ``postgresql+asyncpg://``; ``sqlite:///path`` and a
+    bare file path (no scheme) become ``sqlite+aiosqlite:///path``.
+    """
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+asyncpg://" + url.removeprefix(plain)
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url.removeprefix("sqlite://")
+    if url and "://" not in url:
+        return f"sqlite+aiosqlite:///{Path(url).expanduser().resolve()}"
+    return url
+
+
+def redacted_database_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***`` (for logs and messages)."""
+    return re.sub(r"^([a-z0-9+]+://[^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
 def _convert(name: str, kind: object, raw: str) -> object:
     kind = str(kind)
+    if kind == "tuple[Path, ...]":
+        return tuple(Path(part) for part in raw.split(os.pathsep) if part)
     if kind == "bool":
         if raw.lower() in {"1", "true", "yes", "on"}:
             return True

@@ -1,41 +1,46 @@
-"""What the proxy asks the auth service, as a Protocol, and two ways to ask it.
+"""What the proxy asks the auth service, as a Protocol, and the two ways it asks.
 
 :class:`AuthClient` has the three operations the proxy needs: the JWKS (access JWTs are verified
 locally against it), PAT authentication, and authorization of a subject for a permission in a domain.
 
-* :class:`HttpAuthClient` talks HTTP to a base URL. The JWKS comes from SuperMQ's
-  ``GET /keys/.well-known/jwks.json``. SuperMQ serves PAT authentication and authorization over gRPC
-  only, and our auth service has no HTTP equivalent yet, so this client calls the two internal endpoints
-  the auth service is asked to add (the contract the gRPC client will replace)::
-
-      POST /internal/authenticate   {"token": "<pat>"}
-        200 {"user_id", "role": "user"|"admin", "verified": bool, "pat_id"}   401 {"message", "code"}
-      POST /internal/authorize      {"user_id", "role", "pat_id", "session_id", "domain_id", "permission"}
-        204                                               401/403/404 {"message", "code"}
-
-  ``session_id`` is the access token's ``sid`` claim (its refresh-token family; empty for a PAT): the
-  auth service answers 401 once that family is revoked. ``role`` is informational; the service decides
-  with the role its database holds and refuses a ``user_id`` that names no enabled user.
-
+* :class:`GrpcProxyAuthClient` asks ``auth.v1.AuthService`` over gRPC (plain, TLS or mTLS), as SuperMQ's
+  own services do: ``Authenticate`` for a PAT, ``Authorize`` for a permission (with the PAT's id, so its
+  scopes apply, or an access token's ``sid`` as ``cube-session-id`` metadata, so a revoked login is
+  refused). The JWKS comes over HTTP from :class:`HttpAuthClient`, as SuperMQ serves it. This is what
+  ``python -m cube_stack.proxy`` uses; it works against our auth service and against SuperMQ.
 * :class:`InProcessAuthClient` calls an :class:`~cube_stack.auth.AuthService` in the same process
   (``cube-stack up``), optionally still fetching the JWKS over HTTP.
 
-Both raise only :mod:`cube_stack.proxy.errors`: 401/403 as the auth service worded them (keeping its
-``auth.*`` code), and :class:`AuthUnavailableError` when the service cannot answer.
+:class:`HttpAuthClient` is the auth service's HTTP API as far as the proxy uses it: the JWKS at
+``GET /keys/.well-known/jwks.json`` and nothing else (PATs and permissions are gRPC-only, in SuperMQ and
+here). All of them raise only :mod:`cube_stack.proxy.errors`: 401/403 as the auth service worded them
+(keeping its ``auth.*`` code), and :class:`AuthUnavailableError` when the service cannot answer.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import httpx
 
+from cube_stack.auth.errors import (
+    AuthenticationError,
+    AuthError,
+    AuthorizationError,
+    MalformedError,
+    NotFoundError,
+)
+from cube_stack.auth.grpc.client import GrpcAuthClient
+from cube_stack.auth.grpc.tls import ClientTLS
+from cube_stack.auth.models import Principal, TokenType, UserRole
 from cube_stack.proxy.errors import (
     AuthUnavailableError,
     CubeProxyError,
     ForbiddenError,
+    ProxySettingsError,
     UnauthenticatedError,
 )
 
@@ -43,10 +48,7 @@ if TYPE_CHECKING:
     from cube_stack.auth import AuthService
 
 JWKS_PATH = "/keys/.well-known/jwks.json"
-AUTHENTICATE_PATH = "/internal/authenticate"
-AUTHORIZE_PATH = "/internal/authorize"
-_AUTH_CODE = re.compile(r"^auth\.[a-z_]{1,48}$")
-_MAX_MESSAGE = 200
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -91,25 +93,8 @@ class AuthClient(Protocol):
         ...
 
 
-def _remote_error(response: httpx.Response) -> CubeProxyError:
-    """Translate an auth-service error response into the proxy's hierarchy."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    message = body.get("message") if isinstance(body, dict) else None
-    code = body.get("code") if isinstance(body, dict) else None
-    text = message[:_MAX_MESSAGE] if isinstance(message, str) and message else None
-    code = code if isinstance(code, str) and _AUTH_CODE.match(code) else None
-    if response.status_code == 401:
-        return UnauthenticatedError(text or "token not accepted by the auth service", code=code)
-    if response.status_code in (403, 404):
-        return ForbiddenError(text or "access denied by the auth service", code=code)
-    return AuthUnavailableError(f"the auth service answered HTTP {response.status_code}; try again later")
-
-
 class HttpAuthClient:
-    """An :class:`AuthClient` over the auth service's HTTP API at ``base_url``."""
+    """The auth service's HTTP API at ``base_url``, for what the proxy needs of it: the JWKS."""
 
     def __init__(
         self, base_url: str, *, timeout: float = 5.0, transport: httpx.AsyncBaseTransport | None = None
@@ -119,9 +104,9 @@ class HttpAuthClient:
             base_url=self.base_url, timeout=timeout, transport=transport, trust_env=False
         )
 
-    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+    async def _call(self, method: str, path: str) -> httpx.Response:
         try:
-            return await self._client.request(method, path, json=body)
+            return await self._client.request(method, path)
         except httpx.HTTPError as exc:
             raise AuthUnavailableError(
                 f"the auth service at {self.base_url} is unreachable ({type(exc).__name__}); try again later"
@@ -139,36 +124,6 @@ class HttpAuthClient:
         if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
             raise AuthUnavailableError("the auth service sent a JWKS without a 'keys' list")
         return document
-
-    async def authenticate_pat(self, token: str) -> Subject:
-        """Ask ``POST /internal/authenticate`` who a PAT belongs to."""
-        response = await self._call("POST", AUTHENTICATE_PATH, {"token": token})
-        if response.status_code != 200:
-            raise _remote_error(response)
-        try:
-            body = response.json()
-            return Subject(
-                user_id=str(body["user_id"]),
-                is_admin=body.get("role") == "admin",
-                verified=bool(body.get("verified", False)),
-                pat_id=str(body.get("pat_id") or ""),
-            )
-        except (ValueError, KeyError, TypeError):
-            raise AuthUnavailableError("the auth service sent a malformed authentication answer") from None
-
-    async def authorize(self, subject: Subject, domain_id: str, permission: str) -> None:
-        """Ask ``POST /internal/authorize``; return on 204/200."""
-        body = {
-            "user_id": subject.user_id,
-            "role": "admin" if subject.is_admin else "user",
-            "pat_id": subject.pat_id,
-            "session_id": subject.session_id,
-            "domain_id": domain_id,
-            "permission": permission,
-        }
-        response = await self._call("POST", AUTHORIZE_PATH, body)
-        if response.status_code not in (200, 204):
-            raise _remote_error(response)
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -254,3 +209,90 @@ class InProcessAuthClient:
             raise AuthUnavailableError(
                 f"the auth service's store failed ({type(exc).__name__}); try again later"
             ) from None
+
+
+class JwksSource(Protocol):
+    """Where :class:`GrpcProxyAuthClient` gets the JWKS, e.g. :class:`HttpAuthClient`."""
+
+    async def jwks(self) -> dict[str, Any]:
+        """Return the JWKS document."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
+
+
+async def _proxy_guard(call: Awaitable[_T]) -> _T:
+    """Await ``call``; translate auth errors into the proxy's hierarchy at this one boundary."""
+    try:
+        return await call
+    except AuthenticationError as exc:
+        raise UnauthenticatedError(exc.message, code=exc.code) from None
+    except (AuthorizationError, NotFoundError) as exc:
+        raise ForbiddenError(exc.message, code=exc.code) from None
+    except MalformedError as exc:  # the proxy asked something malformed: a bug, not a denial
+        raise CubeProxyError(exc.message, code=exc.code) from None
+    except AuthError as exc:
+        raise AuthUnavailableError(exc.message) from None
+
+
+class GrpcProxyAuthClient:
+    """The proxy's :class:`~cube_stack.proxy.AuthClient` over ``auth.v1`` gRPC plus a JWKS source."""
+
+    def __init__(
+        self, client: GrpcAuthClient, *, jwks: JwksSource | Callable[[], Awaitable[dict[str, Any]]]
+    ) -> None:
+        self._client = client
+        self._jwks = jwks
+
+    async def jwks(self) -> dict[str, Any]:
+        """Return the JWKS from the configured source."""
+        fetch = self._jwks if callable(self._jwks) else self._jwks.jwks
+        return await _proxy_guard(fetch())
+
+    async def authenticate_pat(self, token: str) -> Subject:
+        """Authenticate a PAT over gRPC ``Authenticate``; a JWT is refused (the proxy checks those)."""
+        return pat_subject(await _proxy_guard(self._client.authenticate(token)))
+
+    async def authorize(self, subject: Subject, domain_id: str, permission: str) -> None:
+        """Authorize over gRPC ``Authorize`` (with the PAT's id when the subject used one)."""
+        principal = subject.handle
+        if not isinstance(principal, Principal):
+            principal = Principal(
+                user_id=subject.user_id,
+                role=UserRole.ADMIN if subject.is_admin else UserRole.USER,
+                verified=subject.verified,
+                token_type=TokenType.PAT if subject.is_pat else TokenType.ACCESS,
+                token_id=subject.pat_id,
+                session_id=subject.session_id,
+            )
+        await _proxy_guard(self._client.authorize(principal, domain_id, permission))
+
+    async def aclose(self) -> None:
+        """Close the gRPC channel and the JWKS source (if it has ``aclose``)."""
+        try:
+            await self._client.aclose()
+        finally:
+            close = getattr(self._jwks, "aclose", None)
+            if close is not None:
+                await close()
+
+
+def grpc_client_tls(ca: str, cert: str = "", key: str = "", server_name: str = "") -> ClientTLS | None:
+    """Return the TLS settings of the proxy's gRPC channel from PEM file paths (no CA: plain gRPC)."""
+    if not ca:
+        return None
+    files = {"auth_grpc_ca": ca, "auth_grpc_client_cert": cert, "auth_grpc_client_key": key}
+    pem: dict[str, bytes | None] = {}
+    for name, path in files.items():
+        try:
+            pem[name] = Path(path).read_bytes() if path else None
+        except OSError as exc:
+            raise ProxySettingsError(name, f"cannot read {path}: {exc.strerror}") from None
+    return ClientTLS(
+        root_ca=pem["auth_grpc_ca"],
+        cert_chain=pem["auth_grpc_client_cert"],
+        private_key=pem["auth_grpc_client_key"],
+        server_name=server_name or None,
+    )

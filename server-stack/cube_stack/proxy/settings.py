@@ -60,7 +60,13 @@ class ProxySettings:
     decision_cache_size: int = 10_000  # cached decisions kept (least recently used dropped first)
     ollama_url: str = "http://127.0.0.1:11434"  # runtime for /{domain}/api/* (Ollama): http(s) or unix:/path
     openai_url: str = ""  # runtime for /{domain}/v1/* (OpenAI): http(s) or unix:/path; unset: ollama_url
-    auth_grpc: str = ""  # host:port of auth.v1.AuthService: PATs and permissions over gRPC; unset: HTTP
+    # host:port of auth.v1.AuthService (ours or SuperMQ's): PATs and permissions; the JWKS stays at auth_url.
+    # The default pairs with auth_url's and with `cube-stack auth serve`'s defaults.
+    auth_grpc: str = "127.0.0.1:8181"
+    auth_grpc_ca: str = ""  # PEM CA file that verifies the auth service's gRPC certificate; unset: plain gRPC
+    auth_grpc_client_cert: str = ""  # PEM client certificate for mTLS (needs auth_grpc_ca); unset: none
+    auth_grpc_client_key: str = field(default="", repr=False)  # PEM key of auth_grpc_client_cert
+    auth_grpc_server_name: str = ""  # name to verify in the gRPC certificate; unset: auth_grpc's host
     # Which SEV-SNP interface answers POST /{domain}/attestation. auto: configfs-tsm, else /dev/sev-guest,
     # and refuse to start when neither works; simulated: dev only, NOT a CVM; none: the route answers 501.
     attestation: str = "auto"
@@ -101,6 +107,13 @@ class ProxySettings:
 
     def __post_init__(self) -> None:
         _check_url("auth_url", self.auth_url)
+        host, sep, port = self.auth_grpc.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ProxySettingsError("auth_grpc", f"expected host:port, got {self.auth_grpc!r}")
+        if bool(self.auth_grpc_client_cert) != bool(self.auth_grpc_client_key):
+            raise ProxySettingsError("auth_grpc_client_cert", "set it and auth_grpc_client_key together")
+        if (self.auth_grpc_client_cert or self.auth_grpc_server_name) and not self.auth_grpc_ca:
+            raise ProxySettingsError("auth_grpc_ca", "needed for a client certificate or server name")
         _check_runtime_url("ollama_url", self.ollama_url)
         if self.openai_url:
             _check_runtime_url("openai_url", self.openai_url)

@@ -25,26 +25,31 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from cube_lsp.errors import CubeError
 from cube_stack.agent import Agent, SimulatedOptions, SimulatedProvider, select_provider
+from cube_stack.auth.grpc.client import GrpcAuthClient
 from cube_stack.private_files import write_private
 from cube_stack.proxy.app import create_proxy_app
-from cube_stack.proxy.authclient import AuthClient, HttpAuthClient
+from cube_stack.proxy.authclient import AuthClient, GrpcProxyAuthClient, HttpAuthClient, grpc_client_tls
 from cube_stack.proxy.server import ProxyServer
 from cube_stack.proxy.settings import ProxySettings
-from cube_stack.proxy.tls import TlsIdentity
+from cube_stack.tls_identity import TlsIdentity
+from cube_wire.errors import CubeError
 
 log = logging.getLogger(__name__)
 
 
 def build_auth(settings: ProxySettings) -> AuthClient:
-    """Return the auth client the settings name: gRPC when ``auth_grpc`` is set, else HTTP."""
-    http = HttpAuthClient(settings.auth_url, timeout=settings.auth_timeout)
-    if not settings.auth_grpc:
-        return http
-    from cube_stack.auth.grpc.client import GrpcAuthClient, GrpcProxyAuthClient
-
-    return GrpcProxyAuthClient(GrpcAuthClient(settings.auth_grpc, timeout=settings.auth_timeout), jwks=http)
+    """Return the auth client: ``auth.v1`` at ``auth_grpc`` (TLS with ``auth_grpc_ca``), JWKS over HTTP."""
+    tls = grpc_client_tls(
+        settings.auth_grpc_ca,
+        settings.auth_grpc_client_cert,
+        settings.auth_grpc_client_key,
+        settings.auth_grpc_server_name,
+    )
+    return GrpcProxyAuthClient(
+        GrpcAuthClient(settings.auth_grpc, tls=tls, timeout=settings.auth_timeout),
+        jwks=HttpAuthClient(settings.auth_url, timeout=settings.auth_timeout),
+    )
 
 
 async def build_agent(settings: ProxySettings, identity: TlsIdentity) -> Agent | None:

@@ -8,8 +8,9 @@ import pytest
 from cube_auth_grpc_testkit import FakeClock, World
 
 from cube_stack.auth import AuthError
-from cube_stack.auth.grpc import GrpcAuthClient, GrpcProxyAuthClient
+from cube_stack.auth.grpc import GrpcAuthClient
 from cube_stack.proxy import Subject
+from cube_stack.proxy.authclient import GrpcProxyAuthClient
 from cube_stack.proxy.errors import CubeProxyError
 
 CHAT = "llm_chat_completions_permission"

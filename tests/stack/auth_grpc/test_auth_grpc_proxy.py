@@ -10,8 +10,9 @@ import pytest
 from cube_auth_grpc_testkit import World
 
 from cube_stack.auth import AuthService, AuthSettings, create_auth_app
-from cube_stack.auth.grpc import GrpcAuthClient, GrpcAuthServer, GrpcProxyAuthClient, Stubs, serve_grpc
+from cube_stack.auth.grpc import GrpcAuthClient, GrpcAuthServer, Stubs, serve_grpc
 from cube_stack.proxy import AuthClient, HttpAuthClient, Subject
+from cube_stack.proxy.authclient import GrpcProxyAuthClient
 from cube_stack.proxy.errors import AuthUnavailableError, ForbiddenError, UnauthenticatedError
 
 CHAT = "llm_chat_completions_permission"

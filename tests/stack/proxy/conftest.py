@@ -23,11 +23,11 @@ from cube_proxy_testkit import AuthStack, AuthStackThread, MakeProxy, ManualCloc
 from cube_stack.proxy import (
     AttestationAgent,
     AuthClient,
-    HttpAuthClient,
     ProxyServer,
     ProxySettings,
     create_proxy_app,
 )
+from cube_stack.proxy.standalone import build_auth
 from tests.support.fixtures import SCRIPTED_TOKEN
 from tests.support.scripted_backend import DEFAULT_DOMAIN, ScriptedBackend
 
@@ -86,12 +86,13 @@ def make_proxy(stack: AuthStack, scripted_backend: ScriptedBackend, clock: Manua
             "port": 0,
             "tls": False,
             "auth_url": stack.url,
+            "auth_grpc": stack.grpc_target,
             "shutdown_grace": 1.0,
             **runtime_settings(scripted_backend),
         }
         values.update(overrides)
         settings = ProxySettings(**values)
-        client_auth = auth or HttpAuthClient(settings.auth_url, timeout=settings.auth_timeout)
+        client_auth = auth or build_auth(settings)  # as python -m cube_stack.proxy: gRPC, JWKS over HTTP
         app = create_proxy_app(settings, auth=client_auth, agent=agent, clock=clock)
         server = ProxyServer(app, settings)
         sock = server.bind()

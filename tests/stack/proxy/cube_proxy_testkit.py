@@ -1,9 +1,8 @@
 """Helpers for the proxy tests: a hand-moved clock, real uvicorn servers on port 0, an auth stack.
 
-The auth stack is the real SuperMQ-compatible auth service on SQLite, served by uvicorn, plus the two
-internal endpoints the proxy's :class:`HttpAuthClient` expects (``/internal/authenticate`` and
-``/internal/authorize``). The auth service does not have those yet; :func:`internal_routes` is the
-reference implementation of that proposed contract over ``AuthService``.
+The auth stack is the real SuperMQ-compatible auth service on SQLite: its HTTP API served by uvicorn
+and ``auth.v1.AuthService`` over gRPC, both on 127.0.0.1 port 0, with no endpoint of its own. The
+proxy asks it as a deployed proxy does (:func:`stack_auth_client`: gRPC, JWKS over HTTP).
 """
 
 from __future__ import annotations
@@ -18,23 +17,13 @@ from typing import Any
 
 import httpx
 import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
-from cube_stack.auth import (
-    AuthError,
-    AuthService,
-    AuthSettings,
-    Principal,
-    TokenType,
-    UserRole,
-    create_auth_app,
-)
+from cube_stack.auth import AuthService, AuthSettings, create_auth_app
+from cube_stack.auth.grpc import GrpcAuthClient, GrpcAuthServer, serve_grpc
 from cube_stack.net import bind_tcp
-from cube_stack.proxy import AuthClient, ProxyServer, ProxySettings
+from cube_stack.proxy import AuthClient, HttpAuthClient, ProxyServer, ProxySettings
+from cube_stack.proxy.authclient import GrpcProxyAuthClient
 
 
 @dataclass
@@ -100,61 +89,6 @@ class Server:
         self.sock.close()
 
 
-def _error(exc: AuthError) -> Response:
-    return JSONResponse({"message": exc.message, "code": exc.code}, status_code=exc.status)
-
-
-def internal_routes(service: AuthService) -> list[Route]:
-    """Return the proposed internal endpoints over ``service`` (the contract HttpAuthClient speaks)."""
-
-    async def authenticate(request: Request) -> Response:
-        body = await request.json()
-        try:
-            principal = await service.authenticate(str(body.get("token", "")))
-        except AuthError as exc:
-            return _error(exc)
-        return JSONResponse(
-            {
-                "user_id": principal.user_id,
-                "role": principal.role.label,
-                "verified": principal.verified,
-                "pat_id": principal.token_id,
-            }
-        )
-
-    async def authorize(request: Request) -> Response:
-        body = await request.json()
-        role = UserRole.ADMIN if body.get("role") == "admin" else UserRole.USER
-        principal = Principal(
-            user_id=body["user_id"],
-            role=role,
-            verified=True,
-            token_type=TokenType.ACCESS,
-            session_id=str(body.get("session_id") or ""),  # the access token's family: 401 once revoked
-        )
-        if body.get("pat_id"):
-            found = await service.store.get_pat(body["pat_id"])
-            scopes = found[0].scopes if found else ()
-            principal = Principal(
-                user_id=body["user_id"],
-                role=role,
-                verified=True,
-                token_type=TokenType.PAT,
-                token_id=body["pat_id"],
-                scopes=scopes,
-            )
-        try:
-            await service.authorize(principal, body["domain_id"], body["permission"])
-        except AuthError as exc:
-            return _error(exc)
-        return Response(status_code=204)
-
-    return [
-        Route("/internal/authenticate", authenticate, methods=["POST"]),
-        Route("/internal/authorize", authorize, methods=["POST"]),
-    ]
-
-
 @dataclass
 class Account:
     id: str
@@ -197,12 +131,18 @@ class AuthStack:
     url: str
     service: AuthService
     server: Server
+    grpc_server: GrpcAuthServer  # its auth.v1.AuthService
     admin: Account
     alice: Account  # owner (admin role) of `domain`
     bob: Account  # member of `domain` through a role holding the LLM actions
     carol: Account  # member of no domain
     domain: str  # acme's id
     secrets: set[str] = field(repr=False)  # every token handed out, for the log checks
+
+    @property
+    def grpc_target(self) -> str:
+        """Return the ``host:port`` of its ``auth.v1.AuthService``."""
+        return self.grpc_server.target
 
     async def _request(self, method: str, path: str, token: str, body: Any = None) -> httpx.Response:
         async with httpx.AsyncClient(base_url=self.url) as client:
@@ -248,13 +188,20 @@ async def _make_domain(client: httpx.AsyncClient, owner: Account, route: str, me
     return domain
 
 
+def stack_auth_client(stack: AuthStack, *, timeout: float = 5.0) -> GrpcProxyAuthClient:
+    """Return the proxy's auth client for ``stack``, as ``python -m cube_stack.proxy`` builds it."""
+    return GrpcProxyAuthClient(
+        GrpcAuthClient(stack.grpc_target, timeout=timeout), jwks=HttpAuthClient(stack.url, timeout=timeout)
+    )
+
+
 def llm_scope(domain_id: str, operation: str) -> dict[str, str]:
     return {"domain_id": domain_id, "entity_type": "llm", "operation": operation}
 
 
 @contextlib.asynccontextmanager
 async def auth_stack(tmp_path: Path, secrets: set[str]) -> AsyncIterator[AuthStack]:
-    """Open the auth service on SQLite, serve it with the internal endpoints, create accounts and a domain."""
+    """Open the auth service on SQLite, serve its HTTP API and gRPC, create accounts and a domain."""
     settings = AuthSettings(
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'auth.db'}",
         data_dir=tmp_path,
@@ -266,10 +213,8 @@ async def auth_stack(tmp_path: Path, secrets: set[str]) -> AsyncIterator[AuthSta
         admin_password=ADMIN["password"],
     )
     service = await AuthService.open(settings)
-    app = Starlette(
-        routes=[*internal_routes(service), Mount("", app=create_auth_app(settings, service=service))]
-    )
-    server = Server(app).start()
+    server = Server(create_auth_app(settings, service=service)).start()
+    grpc_server: GrpcAuthServer = await serve_grpc(service)
     try:
         async with httpx.AsyncClient(base_url=server.url) as client:
             admin = await login(client, secrets, ADMIN["username"], ADMIN["password"])
@@ -277,8 +222,11 @@ async def auth_stack(tmp_path: Path, secrets: set[str]) -> AsyncIterator[AuthSta
                 await make_user(client, secrets, admin, n) for n in ("alice", "bob", "carol")
             ]
             domain = await _make_domain(client, alice, "acme", [bob])
-            yield AuthStack(server.url, service, server, admin, alice, bob, carol, domain, secrets)
+            yield AuthStack(
+                server.url, service, server, grpc_server, admin, alice, bob, carol, domain, secrets
+            )
     finally:
+        await grpc_server.stop(None)
         await server.stop()
         await service.close()
 

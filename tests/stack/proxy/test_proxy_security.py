@@ -119,7 +119,7 @@ async def test_tokens_signed_by_the_real_key_with_bad_claims_are_refused(
         "no exp": ({k: v for k, v in base.items() if k != "exp"}, "cube_proxy.invalid_token"),
         "future iat": ({**base, "iat": now + 3600, "exp": now + 7200}, "cube_proxy.invalid_token"),
     }
-    async with make_proxy(auth_url=own_stack.url) as proxy:
+    async with make_proxy(auth_url=own_stack.url, auth_grpc=own_stack.grpc_target) as proxy:
         signed = jwt.encode(base, key, "EdDSA", headers={"kid": kid})
         own_stack.secrets.add(signed)
         assert (await _post(proxy, own_stack.domain, signed)).status_code == 200  # the control case

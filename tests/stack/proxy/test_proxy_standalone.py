@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from cube_proxy_testkit import AuthStack
 
-from cube_stack.auth.grpc.client import GrpcProxyAuthClient
-from cube_stack.proxy import HttpAuthClient, ProxySettings, ProxySettingsError
+from cube_stack.proxy import ProxySettings, ProxySettingsError
+from cube_stack.proxy.authclient import GrpcProxyAuthClient
 from cube_stack.proxy.standalone import build_auth
 from cube_stack.proxy.standalone import main as proxy_main
 from tests.support.scripted_backend import Reply, ScriptedBackend
@@ -72,6 +72,7 @@ def standalone_proxy(
     env = os.environ | {
         "CUBE_PROXY_PORT": "0",
         "CUBE_PROXY_AUTH_URL": stack.url,
+        "CUBE_PROXY_AUTH_GRPC": stack.grpc_target,
         "CUBE_PROXY_OLLAMA_URL": f"{scripted_backend.url}/{scripted_backend.domain}",
         "CUBE_PROXY_RUNTIME_API_KEY": scripted_backend.token or "",
         "CUBE_PROXY_ATTESTATION": "simulated",
@@ -151,12 +152,23 @@ def test_a_client_with_only_url_and_policy_attests_it_and_completes(
     assert scripted_backend.request_count == 1
 
 
-async def test_the_grpc_auth_client_is_chosen_by_setting() -> None:
-    http = build_auth(ProxySettings())
-    grpc = build_auth(ProxySettings(auth_grpc="127.0.0.1:8181"))
+async def test_the_proxy_asks_auth_over_grpc_by_default() -> None:
+    default = build_auth(ProxySettings())
+    other = build_auth(ProxySettings(auth_grpc="auth.internal:7001"))
     try:
-        assert isinstance(http, HttpAuthClient)
-        assert isinstance(grpc, GrpcProxyAuthClient) and grpc._client.target == "127.0.0.1:8181"
+        assert isinstance(default, GrpcProxyAuthClient) and default._client.target == "127.0.0.1:8181"
+        assert isinstance(other, GrpcProxyAuthClient) and other._client.target == "auth.internal:7001"
     finally:
-        await http.aclose()
-        await grpc.aclose()
+        await default.aclose()
+        await other.aclose()
+
+
+def test_grpc_tls_settings_are_validated() -> None:
+    for values, field in [
+        ({"auth_grpc": "no-port"}, "auth_grpc"),
+        ({"auth_grpc_ca": "/ca.pem", "auth_grpc_client_cert": "/c.pem"}, "auth_grpc_client_cert"),
+        ({"auth_grpc_client_cert": "/c.pem", "auth_grpc_client_key": "/k.pem"}, "auth_grpc_ca"),
+    ]:
+        with pytest.raises(ProxySettingsError) as caught:
+            ProxySettings(**values)
+        assert caught.value.field == field

@@ -3,8 +3,8 @@
 The proxy verifies access JWTs locally, so a token correctly signed with the auth service's key passes
 that step whatever its claims say; the authorize call must then refuse a subject that names no user,
 whatever role the token claims, and a token whose refresh-token family was revoked. Each test runs a
-real proxy (uvicorn on 127.0.0.1) in front of the real auth service, once per auth client: HTTP
-(``/internal/authorize``), in process (``cube-stack up``) and gRPC (``auth.v1``).
+real proxy (uvicorn on 127.0.0.1) in front of the real auth service, once per auth client: in process
+(``cube-stack up``) and gRPC (``auth.v1``, what ``python -m cube_stack.proxy`` uses).
 """
 
 from __future__ import annotations
@@ -21,19 +21,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cube_proxy_testkit import AuthStack, MakeProxy, ManualClock, bearer
 
-from cube_stack.auth.grpc import GrpcAuthClient, GrpcProxyAuthClient, serve_grpc
+from cube_stack.auth.grpc import GrpcAuthClient, serve_grpc
 from cube_stack.proxy import AuthClient, HttpAuthClient, InProcessAuthClient
+from cube_stack.proxy.authclient import GrpcProxyAuthClient
 
 GENERATE = {"model": "m", "prompt": "p"}
-CLIENTS = ["http", "inprocess", "grpc"]
+CLIENTS = ["inprocess", "grpc"]
 
 
 @contextlib.asynccontextmanager
 async def auth_client(kind: str, stack: AuthStack) -> AsyncIterator[AuthClient | None]:
-    """Yield the proxy's auth client of ``kind`` (None: make_proxy's default, HTTP to the stack)."""
-    if kind == "http":
-        yield None
-    elif kind == "inprocess":
+    """Yield the proxy's auth client of ``kind``."""
+    if kind == "inprocess":
         client = InProcessAuthClient(stack.service)
         yield client
         await client.aclose()

@@ -1,4 +1,4 @@
-"""Clients of ``auth.v1.AuthService``: a typed gRPC client and the proxy's :class:`AuthClient` over it.
+"""The client of ``auth.v1.AuthService``: a typed gRPC client with SuperMQ's request shapes.
 
 :class:`GrpcAuthClient` mirrors the two :class:`~cube_stack.auth.AuthService` methods a remote caller
 needs (``authenticate(token) -> Principal`` and ``authorize(principal, domain_id, permission)``), plus
@@ -7,11 +7,8 @@ in :func:`_translate`, into the auth hierarchy: UNAUTHENTICATED, PERMISSION_DENI
 INVALID_ARGUMENT keep the server's ``auth.*`` code; UNAVAILABLE, DEADLINE_EXCEEDED and anything else
 become :class:`AuthServiceUnavailableError`.
 
-:class:`GrpcProxyAuthClient` implements :class:`cube_stack.proxy.authclient.AuthClient` on top of it.
-The JWKS (the proxy verifies access JWTs locally) is not part of ``auth.v1``; it comes from a
-:class:`JwksSource` such as :class:`~cube_stack.proxy.HttpAuthClient`, or any async callable. Auth errors
-become proxy errors at that one boundary; an unreachable service becomes the proxy's
-:class:`~cube_stack.proxy.AuthUnavailableError`, so the proxy serves cached decisions and then 503.
+The proxy's :class:`~cube_stack.proxy.authclient.AuthClient` over it lives in the proxy
+(:class:`cube_stack.proxy.authclient.GrpcProxyAuthClient`): the auth package never imports the proxy.
 """
 
 from __future__ import annotations
@@ -19,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 
@@ -35,11 +32,15 @@ from cube_stack.auth.grpc.errors import AuthServiceUnavailableError
 from cube_stack.auth.grpc.server import ERROR_CODE_KEY, SESSION_ID_KEY
 from cube_stack.auth.grpc.tls import ClientTLS
 from cube_stack.auth.models import Principal, TokenType, UserRole
-from cube_stack.proxy.authclient import Subject, pat_subject
-from cube_stack.proxy.errors import AuthUnavailableError as ProxyAuthUnavailableError
-from cube_stack.proxy.errors import CubeProxyError, ForbiddenError, UnauthenticatedError
 
 DEFAULT_TIMEOUT = 5.0  # seconds per call (SuperMQ's default is 1 s; the proxy caches decisions anyway)
+# gRPC backs off up to 120 s between reconnects to a server that was down; a proxy whose auth service
+# comes back should see it within seconds, not minutes.
+RECONNECT_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
 _AUTH_CODE = re.compile(r"^auth\.[a-z_]{1,48}$")
 _MAX_DETAILS = 200
 _DENIALS: dict[grpc.StatusCode, type[AuthError]] = {
@@ -110,11 +111,10 @@ class GrpcAuthClient:
     def _service(self) -> Any:
         if self._stub is None:
             if self._tls is None:
-                self._channel = grpc.aio.insecure_channel(self.target)
+                self._channel = grpc.aio.insecure_channel(self.target, options=RECONNECT_OPTIONS)
             else:
-                self._channel = grpc.aio.secure_channel(
-                    self.target, self._tls.credentials(), options=self._tls.channel_options()
-                )
+                options = [*RECONNECT_OPTIONS, *self._tls.channel_options()]
+                self._channel = grpc.aio.secure_channel(self.target, self._tls.credentials(), options=options)
             self._stub = self._stubs.auth_pb2_grpc.AuthServiceStub(self._channel)
         return self._stub
 
@@ -207,71 +207,3 @@ class GrpcAuthClient:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-
-class JwksSource(Protocol):
-    """Where :class:`GrpcProxyAuthClient` gets the JWKS, e.g. :class:`~cube_stack.proxy.HttpAuthClient`."""
-
-    async def jwks(self) -> dict[str, Any]:
-        """Return the JWKS document."""
-        ...
-
-    async def aclose(self) -> None:
-        """Release connections."""
-        ...
-
-
-async def _proxy_guard(call: Awaitable[_T]) -> _T:
-    """Await ``call``; translate auth errors into the proxy's hierarchy at this one boundary."""
-    try:
-        return await call
-    except AuthenticationError as exc:
-        raise UnauthenticatedError(exc.message, code=exc.code) from None
-    except (AuthorizationError, NotFoundError) as exc:
-        raise ForbiddenError(exc.message, code=exc.code) from None
-    except MalformedError as exc:  # the proxy asked something malformed: a bug, not a denial
-        raise CubeProxyError(exc.message, code=exc.code) from None
-    except AuthError as exc:
-        raise ProxyAuthUnavailableError(exc.message) from None
-
-
-class GrpcProxyAuthClient:
-    """The proxy's :class:`~cube_stack.proxy.AuthClient` over ``auth.v1`` gRPC plus a JWKS source."""
-
-    def __init__(
-        self, client: GrpcAuthClient, *, jwks: JwksSource | Callable[[], Awaitable[dict[str, Any]]]
-    ) -> None:
-        self._client = client
-        self._jwks = jwks
-
-    async def jwks(self) -> dict[str, Any]:
-        """Return the JWKS from the configured source."""
-        fetch = self._jwks if callable(self._jwks) else self._jwks.jwks
-        return await _proxy_guard(fetch())
-
-    async def authenticate_pat(self, token: str) -> Subject:
-        """Authenticate a PAT over gRPC ``Authenticate``; a JWT is refused (the proxy checks those)."""
-        return pat_subject(await _proxy_guard(self._client.authenticate(token)))
-
-    async def authorize(self, subject: Subject, domain_id: str, permission: str) -> None:
-        """Authorize over gRPC ``Authorize`` (with the PAT's id when the subject used one)."""
-        principal = subject.handle
-        if not isinstance(principal, Principal):
-            principal = Principal(
-                user_id=subject.user_id,
-                role=UserRole.ADMIN if subject.is_admin else UserRole.USER,
-                verified=subject.verified,
-                token_type=TokenType.PAT if subject.is_pat else TokenType.ACCESS,
-                token_id=subject.pat_id,
-                session_id=subject.session_id,
-            )
-        await _proxy_guard(self._client.authorize(principal, domain_id, permission))
-
-    async def aclose(self) -> None:
-        """Close the gRPC channel and the JWKS source (if it has ``aclose``)."""
-        try:
-            await self._client.aclose()
-        finally:
-            close = getattr(self._jwks, "aclose", None)
-            if close is not None:
-                await close()
