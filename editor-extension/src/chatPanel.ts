@@ -117,6 +117,11 @@ export class ChatPanel implements vscode.Disposable {
         return undefined;
       });
       this.output.info(`cube: ${request.action}: ${JSON.stringify(summary(result))}`);
+      // cube-lsp warns itself when it applies nothing for a reason; applied and discarded are said here.
+      const outcome = result as { applied?: unknown; reason?: unknown } | undefined;
+      if (outcome?.applied === true || outcome?.reason === "discarded") {
+        vscode.window.setStatusBarMessage(`${title}: ${outcome.applied === true ? "applied" : "discarded"}`, 10000);
+      }
       return;
     }
     const chatId = request.chatId ?? crypto.randomUUID();

@@ -1,0 +1,145 @@
+/**
+ * Chat in a real VS Code (code-server in headless Chromium, playwright-core), for
+ * tests/extension/test_vscode_chat.py, against the scripted chat answers of the test's backend:
+ *
+ * a. Select `add`, run Cube > Add Documentation from the editor's context menu: the Refactor Preview
+ *    shows the edit (unticked, as VS Code shows changes that need confirmation); tick it and Apply;
+ *    the saved file is read by the test (`saved-apply`).
+ * b. Select `scale`, run "Cube: Add documentation" from the quick-fix (lightbulb) menu: Discard in
+ *    the preview; the saved file is unchanged (`saved-discard`).
+ * c. Select `add`, run Cube: Explain: the chat panel opens and shows the first streamed piece while
+ *    the backend holds the rest (`streaming`: the test releases it), then the rendered answer; a
+ *    follow-up question gets its answer in the same thread; Apply on its code block goes through the
+ *    Refactor Preview and changes the document (`saved-follow-up`).
+ *
+ * Events and waits as in vscode_page.cjs: no sleeps.
+ */
+"use strict";
+const path = require("node:path");
+const { cfg, T, emit, ask, runCommand, toasts, openWorkbench, openFile, drive } = require("./vscode_page.cjs");
+
+/** The chat panel's page (the webview's inner frame). */
+function chatFrame(page) {
+  return page.frameLocator("iframe.webview.ready").frameLocator("iframe#active-frame");
+}
+
+/** Select lines `from`..`to` (1-based, whole lines) of the focused editor with the keyboard. */
+async function selectLines(page, editor, from, to) {
+  await editor.locator(".view-lines").click();
+  await page.keyboard.press("Control+Home");
+  for (let i = 1; i < from; i++) await page.keyboard.press("ArrowDown");
+  await page.keyboard.press("Home");
+  await page.keyboard.press("Home"); // twice: the first stops at the indentation
+  for (let i = from; i < to; i++) await page.keyboard.press("Shift+ArrowDown");
+  await page.keyboard.press("Shift+End");
+}
+
+/** The Refactor Preview's button `label` ("Apply" or "Discard"), once the preview shows. */
+async function previewButton(page, label) {
+  const pane = page.locator(".bulk-edit-panel");
+  await pane.waitFor({ state: "visible", timeout: T });
+  const button = pane.locator(".monaco-button", { hasText: new RegExp(`^\\s*${label}\\s*$`) }).first();
+  await button.waitFor({ state: "visible", timeout: T });
+  return button;
+}
+
+/**
+ * Tick the file's checkbox in the Refactor Preview: VS Code lists changes that need confirmation
+ * unticked, so the user looks at the diff and opts in before Apply.
+ */
+async function tickPreview(page) {
+  const pane = page.locator(".bulk-edit-panel");
+  await pane.locator('.monaco-custom-toggle, input[type="checkbox"]').first().click();
+  await pane.locator('.monaco-custom-toggle.checked, input[type="checkbox"]:checked').first().waitFor({ timeout: T });
+}
+
+/**
+ * Let the test read the saved file: the exact text, not the rendering. `landed`: text the edit puts
+ * in the editor, waited for first. VS Code saves files a refactoring changed by itself
+ * (`files.refactoring.autoSave`); Ctrl+S covers that being off, and no tab stays dirty after it.
+ */
+async function saveAndCheck(page, editor, event, landed) {
+  if (landed) {
+    await page.waitForFunction(
+      ([uri, want]) => {
+        const lines = document.querySelector(`.monaco-editor[data-uri$="${uri}"] .view-lines`);
+        return lines !== null && lines.innerText.replace(/\u00a0/g, " ").includes(want);
+      },
+      [cfg.file, landed],
+      { timeout: T },
+    );
+  }
+  await editor.locator(".view-lines").click();
+  await page.keyboard.press("Control+S");
+  await page.locator(".tab.dirty", { hasText: cfg.file }).waitFor({ state: "detached", timeout: T });
+  await ask(event);
+}
+
+drive(async (page) => {
+  await openWorkbench(page);
+  const editor = await openFile(page, cfg.file);
+  await runCommand(page, "Cube: Use Local Stack");
+  await toasts(page, "using the local cube-stack").first().waitFor({ timeout: T });
+
+  // a. Add documentation from the context menu's Cube submenu; Apply in the Refactor Preview.
+  await selectLines(page, editor, cfg.add[0], cfg.add[1]);
+  await editor.locator(".view-lines").click({ button: "right", position: { x: 40, y: 5 } });
+  // Exact labels: a submenu's items are inside the item that opens it, whose text includes theirs.
+  const menuItem = (label) => page.locator(".context-view .action-menu-item", { hasText: new RegExp(`^\\s*${label}\\s*$`) }).first();
+  await menuItem("Cube").hover();
+  // Hover focuses an item and Enter runs it: a synthetic click on a submenu item does not run it here.
+  await menuItem("Add Documentation").hover();
+  await page.locator(".context-view .action-menu-item:focus", { hasText: /^\s*Add Documentation\s*$/ }).waitFor({ timeout: T });
+  await page.keyboard.press("Enter");
+  const apply = await previewButton(page, "Apply");
+  await page.screenshot({ path: path.join(cfg.artifacts, "chat-document-preview.png") });
+  await tickPreview(page);
+  await apply.click();
+  // The command returns once VS Code answered cube-lsp's applyEdit, and the extension says so.
+  await page.locator(".statusbar-item", { hasText: "Add documentation: applied" }).waitFor({ timeout: T });
+  await saveAndCheck(page, editor, "saved-apply", cfg.docstring);
+
+  // b. The same from the lightbulb's quick-fix menu, on another function; Discard.
+  await selectLines(page, editor, cfg.scale[0], cfg.scale[1]);
+  await page.keyboard.press("Control+.");
+  const action = page.locator(".action-widget .monaco-list-row", { hasText: "Add documentation" }).first();
+  await action.waitFor({ state: "visible", timeout: T });
+  await action.click();
+  const discard = await previewButton(page, "Discard");
+  await discard.click();
+  await saveAndCheck(page, editor, "saved-discard");
+
+  // c. Explain streams into the chat panel; a follow-up in the same thread; Apply a code block.
+  await selectLines(page, editor, cfg.explain[0], cfg.explain[1]);
+  await runCommand(page, "Cube: Explain");
+  const chat = chatFrame(page);
+  const firstTurn = chat.locator(".turn").first();
+  await firstTurn.locator(".answer", { hasText: cfg.firstPiece }).waitFor({ timeout: T });
+  const streaming = { text: await firstTurn.innerText(), answering: await firstTurn.locator(".state").count() };
+  await page.screenshot({ path: path.join(cfg.artifacts, "chat-streaming.png") });
+  await ask("streaming", streaming);
+  await firstTurn.locator(".state").waitFor({ state: "detached", timeout: T });
+  const rendered = await firstTurn.locator(".answer code").allInnerTexts();
+  emit("explained", { rendered, text: await firstTurn.locator(".answer").innerText() });
+
+  const input = chat.locator(".follow-up input");
+  await input.fill(cfg.question);
+  await input.press("Enter");
+  const secondTurn = chat.locator(".turn").nth(1);
+  const applyBlock = secondTurn.locator("button[data-action=apply]").first();
+  await applyBlock.waitFor({ timeout: T });
+  await page.screenshot({ path: path.join(cfg.artifacts, "chat-follow-up.png") });
+  emit("followed-up", {
+    threads: await chat.locator("section.thread").count(),
+    question: await secondTurn.locator(".question").innerText(),
+    answer: await secondTurn.locator(".answer").innerText(),
+  });
+  await applyBlock.click();
+  const applyEdit = await previewButton(page, "Apply");
+  await tickPreview(page);
+  await applyEdit.click();
+  await secondTurn.locator(".note", { hasText: "Applied." }).waitFor({ timeout: T });
+  await page.screenshot({ path: path.join(cfg.artifacts, "chat-applied.png") });
+  emit("applied-note", { note: await secondTurn.locator(".note").innerText() });
+  await saveAndCheck(page, editor, "saved-follow-up", cfg.applied);
+});
