@@ -1,19 +1,22 @@
 """Support for the schemathesis run of SuperMQ's contract against our auth service.
 
-A real uvicorn on 127.0.0.1 (port 0, in a thread) serves the app on SQLite with cheap argon2; a seeded
-world (a domain, a role, a PAT, a member) lets generated cases reach past 404s; every response goes
-through the checks one by one, and a failure is dropped only when it matches a :class:`Waiver` (one
-operation, one status, one check, one reason: a SOURCES.md "Known defects" item or a deviation listed
-in ``docs/supermq-deviations.md``).
+The standalone `cube-stack auth serve` process serves it on 127.0.0.1 (port 0), on SQLite with cheap
+argon2, as an operator runs it; a seeded world (a domain, a role, a PAT, a member) lets generated cases
+reach past 404s; every response goes through the checks one by one, and a failure is dropped only when
+it matches a :class:`Waiver` (one operation, one status, one check, one reason: a SOURCES.md "Known
+defects" item or a deviation listed in ``docs/supermq-deviations.md``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import socket
+import os
+import re
+import signal
+import subprocess
+import sys
 import threading
-import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import requests
-import uvicorn
 from cube_auth_testkit import ADMIN
 from schemathesis import Case
 from schemathesis.checks import CheckFunction, not_a_server_error
@@ -34,8 +36,6 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-
-from cube_stack.auth import AuthSettings, create_auth_app
 
 # tests/stack/auth/<this file> -> parents[3] is the repository; the contract sits beside it in ../shared.
 SHARED = Path(__file__).resolve().parents[3].parent / "shared"
@@ -50,6 +50,7 @@ CHECKS: tuple[CheckFunction, ...] = (
     response_schema_conformance,
 )
 
+_LISTENING = re.compile(r"auth\.listening http=(http://\S+) ")
 MEMBER = {"username": "member", "email": "member@example.com", "password": "member-password"}
 
 
@@ -58,37 +59,46 @@ MEMBER = {"username": "member", "email": "member@example.com", "password": "memb
 
 @contextmanager
 def serve(data_dir: Path) -> Iterator[str]:
-    """Run the auth app under uvicorn on 127.0.0.1:<free port> in a thread; yield its base URL."""
-    settings = AuthSettings(
-        database_url=f"sqlite+aiosqlite:///{data_dir / 'auth.db'}",
-        data_dir=data_dir,
-        sqlite_synchronous="off",  # throw-away file
-        argon2_time_cost=1,  # cheap argon2id, tests only
-        argon2_memory_kib=8,
-        argon2_parallelism=1,
-        admin_username=ADMIN["username"],
-        admin_email=ADMIN["email"],
-        admin_password=ADMIN["password"],
+    """Run `cube-stack auth serve` (the standalone process) on SQLite on 127.0.0.1; yield its base URL."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CUBE_AUTH_")} | {
+        "CUBE_AUTH_DATA_DIR": str(data_dir),
+        "CUBE_AUTH_SQLITE_SYNCHRONOUS": "off",  # throw-away file
+        "CUBE_AUTH_ARGON2_TIME_COST": "1",  # cheap argon2id, tests only
+        "CUBE_AUTH_ARGON2_MEMORY_KIB": "8",
+        "CUBE_AUTH_ARGON2_PARALLELISM": "1",
+        "CUBE_AUTH_ADMIN_USERNAME": ADMIN["username"],
+        "CUBE_AUTH_ADMIN_EMAIL": ADMIN["email"],
+        "CUBE_AUTH_ADMIN_PASSWORD": ADMIN["password"],
+        "CUBE_AUTH_HTTP_LISTEN": "127.0.0.1:0",
+        "CUBE_AUTH_GRPC_LISTEN": "127.0.0.1:0",
+    }
+    argv = [sys.executable, "-m", "cube_stack.cli", "auth", "serve", "--log-level", "info"]
+    child = subprocess.Popen(
+        argv,
+        env=environ,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(create_auth_app(settings), lifespan="on", access_log=False, log_config=None)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="auth-uvicorn", daemon=True)
-    thread.start()
+    assert child.stderr is not None
+    seen: list[str] = []
     try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the auth service did not start")
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
+        for line in child.stderr:  # its own "listening" line is the readiness signal
+            seen.append(line)
+            if match := _LISTENING.search(line):
+                break
+        else:
+            raise RuntimeError(f"the auth service exited ({child.wait()}):\n{''.join(seen)}")
+        # Keep draining its log so it never blocks on a full pipe.
+        drain = threading.Thread(target=lambda: [None for _ in child.stderr or ()], daemon=True)
+        drain.start()
+        yield match.group(1)
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+        child.send_signal(signal.SIGTERM)
+        status = child.wait(timeout=30)
+        child.stderr.close()
+        assert status == 0, f"the auth service exited with {status} on SIGTERM"
 
 
 # --- the seeded world -------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """Schemathesis over SuperMQ's OpenAPI contract (users, domains, PATs) against our auth service.
 
 The contract is read in place from ../shared/contracts/supermq/openapi; the test fails when it is missing.
-The service runs under a real uvicorn on 127.0.0.1 (see ``schemathesis_support.py``). Every response goes
-through schemathesis' ``not_a_server_error``, ``status_code_conformance``, ``content_type_conformance``,
-``response_headers_conformance`` and ``response_schema_conformance``, one check at a time, plus our own
-error-body and timestamp conventions. A failure passes only when a :class:`Waiver` below names its
+The service runs as its own process, `cube-stack auth serve` on 127.0.0.1 (see
+``schemathesis_support.py``). Every response goes through schemathesis' ``not_a_server_error``,
+``status_code_conformance``, ``content_type_conformance``, ``response_headers_conformance`` and
+``response_schema_conformance``, one check at a time, plus our own error-body and timestamp conventions.
+A failure passes only when a :class:`Waiver` below names its
 operation, status and check and gives the reason: a SOURCES.md "Known defects" item or a deviation in
 docs/supermq-deviations.md. Generation is deterministic (fixed seed, ``derandomize``) and writes no
 Hypothesis database.
