@@ -10,7 +10,7 @@ b. the same from the lightbulb's quick-fix menu on another function, Discard: th
 c. Explain streams into the chat panel (the first piece is shown while the backend holds the rest),
    the answer is rendered; a follow-up is answered in the same thread, and the backend's second
    request carries the first turn; Apply on the follow-up's code block goes through the Refactor
-   Preview and changes the document.
+   Preview and changes the document; a follow-up the backend fails says so in the thread.
 
 Screenshots go to ``tests/extension/artifacts/`` (chat-*.png).
 """
@@ -55,6 +55,8 @@ SCALE_DOCUMENTED = '''def scale(values, factor):
 '''
 EXPLAIN_PIECES = ("`add` returns ", "the sum of `a` and `b`; nothing is checked.")
 QUESTION = "How would you write it with sum?"
+FAILING_QUESTION = "And in constant time?"
+FAILURE = "the scripted model crashed"
 FOLLOW_UP = "With the built-in `sum`:\n\n```python\ndef add(a, b):\n    return sum((a, b))\n```\n"
 DRIVER_TIMEOUT_S = 90
 
@@ -97,6 +99,8 @@ class ChatScript:
                 return Reply.stream(self._documents.pop(0))
         if system.startswith("You explain"):
             return Reply.stream(*EXPLAIN_PIECES, hold_before=(1,))
+        if FAILING_QUESTION in request.json["messages"][-1]["content"]:
+            return Reply.failure(500, FAILURE)
         if system.startswith("You answer the programmer's question"):
             fence = FOLLOW_UP.index("```")
             return Reply.stream(FOLLOW_UP[:fence], FOLLOW_UP[fence:])
@@ -123,7 +127,7 @@ def test_vscode_chat_document_explain_follow_up_and_apply(tmp_path: Path, vscode
             with vscode.serve() as (url, listen_s):
                 timings["code-server listening"] = listen_s
                 config = {"url": url, "file": "calc.py", "add": [1, 2], "scale": [6, 7], "explain": [1, 3]}
-                config |= {"firstPiece": "returns", "question": QUESTION}
+                config |= {"firstPiece": "returns", "question": QUESTION, "failingQuestion": FAILING_QUESTION}
                 config |= {"docstring": "Return the sum of a and b.", "applied": "return sum((a, b))"}
                 config["failureShot"] = "chat-failure.png"
                 events = drive(vscode, "drive_chat.cjs", config, handlers, DRIVER_TIMEOUT_S)
@@ -147,7 +151,7 @@ def test_vscode_chat_document_explain_follow_up_and_apply(tmp_path: Path, vscode
     assert followed["threads"] == 1 and followed["question"] == QUESTION, followed
     assert "sum((a, b))" in followed["answer"]
     chats = [r for r in backend.requests if r.route == "chat"]
-    follow_up = chats[-1].json["messages"]
+    follow_up = next(r for r in chats if QUESTION in r.json["messages"][-1]["content"]).json["messages"]
     assert follow_up[0]["content"].startswith("You answer the programmer's question")
     contents = [m["content"] for m in follow_up]
     assert "".join(EXPLAIN_PIECES) in contents, json.dumps(follow_up)[:2000]  # the first turn's answer
@@ -159,3 +163,6 @@ def test_vscode_chat_document_explain_follow_up_and_apply(tmp_path: Path, vscode
     after = saved["follow-up"]
     assert after.startswith("def add(a, b):\n") and "    return sum((a, b))\n" in after, after
     assert "return a + b" not in after and after.endswith(REST), after
+    failed = events["follow-up-failed"]
+    assert failed["note"].startswith("The question failed: ") and FAILURE in failed["note"], failed
+    assert failed["inputEnabled"], failed

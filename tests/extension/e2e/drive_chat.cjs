@@ -10,7 +10,8 @@
  * c. Select `add`, run Cube: Explain: the chat panel opens and shows the first streamed piece while
  *    the backend holds the rest (`streaming`: the test releases it), then the rendered answer; a
  *    follow-up question gets its answer in the same thread; Apply on its code block goes through the
- *    Refactor Preview and changes the document (`saved-follow-up`).
+ *    Refactor Preview and changes the document (`saved-follow-up`); a follow-up the backend fails
+ *    shows the error in the thread.
  *
  * Events and waits as in vscode_page.cjs: no sleeps.
  */
@@ -142,4 +143,12 @@ drive(async (page) => {
   await page.screenshot({ path: path.join(cfg.artifacts, "chat-applied.png") });
   emit("applied-note", { note: await secondTurn.locator(".note").innerText() });
   await saveAndCheck(page, editor, "saved-follow-up", cfg.applied);
+
+  // A follow-up the backend fails: the error is said in the thread, and the box works again.
+  await input.fill(cfg.failingQuestion);
+  await input.press("Enter");
+  const failed = chat.locator(".turn").nth(2).locator(".note.error");
+  await failed.waitFor({ timeout: T });
+  await page.screenshot({ path: path.join(cfg.artifacts, "chat-follow-up-failed.png") });
+  emit("follow-up-failed", { note: await failed.innerText(), inputEnabled: await input.isEnabled() });
 });
