@@ -7,6 +7,7 @@
 import * as fs from "node:fs";
 import * as vscode from "vscode";
 import {
+  CancellationToken,
   CloseAction,
   DidChangeConfigurationNotification,
   ErrorAction,
@@ -17,6 +18,7 @@ import {
   State,
   TransportKind,
 } from "vscode-languageclient/node";
+import type { ChatReviewer } from "./chatReviewer";
 import { CHAT_DELTA_NOTIFICATION, CHAT_RESULT_NOTIFICATION } from "./chatThread";
 import { ServerCommand, resolveServerCommand } from "./serverCommand";
 import { SessionManager } from "./session";
@@ -56,6 +58,8 @@ export class CubeClient implements vscode.Disposable {
   private readonly subscriptions: vscode.Disposable[] = [];
   /** Where streamed and final chat answers go (the chat panel). */
   chat: { onDelta(params: unknown): void; onResult(params: unknown): void } | undefined;
+  /** Where chat edits to confirm go (a diff with Accept / Reject); unset: VS Code's Refactor Preview. */
+  reviewer: ChatReviewer | undefined;
 
   constructor(
     private readonly extensionUri: vscode.Uri,
@@ -284,6 +288,8 @@ export class CubeClient implements vscode.Disposable {
             }
             return next(params, token);
           },
+          // Chat edits (annotated `cube.chat`) are reviewed in a diff; every other edit as usual.
+          handleApplyEdit: (params, next) => (this.reviewer ? this.reviewer.handleApplyEdit(params, next) : next(params, CancellationToken.None)),
         },
         provideInlineCompletionItems: (document, position, context, token, next) => {
           if (!completionEnabledFor(vscode.workspace.getConfiguration(SECTION, document), document.languageId)) {

@@ -9,9 +9,10 @@ import * as vscode from "vscode";
 import { attestationHtml } from "./attestationPage";
 import { runChatAction } from "./chatCommands";
 import type { ChatPanel } from "./chatPanel";
+import type { ChatReviewer } from "./chatReviewer";
 import { AuthError, sessionFromToken, signInWithPassword } from "./auth";
 import { CubeClient } from "./client";
-import { LocalStack, clientJsonPath, readLocalStack } from "./localStack";
+import { LocalStack, clientJsonPath, readLocalStack, shouldOfferLocalStack, stackEndpoint } from "./localStack";
 import { searchWorkspace } from "./search";
 import { SessionManager } from "./session";
 import { SECTION } from "./settings";
@@ -26,6 +27,7 @@ export interface CommandContext {
   status: StatusBar;
   output: vscode.LogOutputChannel;
   chat: ChatPanel;
+  reviewer: ChatReviewer;
   /** Open views, reused by the commands that show them. */
   views: { attestation?: vscode.WebviewPanel };
 }
@@ -53,6 +55,8 @@ export const COMMANDS: CubeCommand[] = [
   { id: "cube.chatRefactor", run: (ctx) => runChatAction(ctx.chat, "refactor") },
   { id: "cube.chatTests", run: (ctx) => runChatAction(ctx.chat, "tests") },
   { id: "cube.chatAsk", run: (ctx) => runChatAction(ctx.chat, "ask") },
+  { id: "cube.acceptReview", run: (ctx, uri) => ctx.reviewer.decide(uri, true) },
+  { id: "cube.rejectReview", run: (ctx, uri) => ctx.reviewer.decide(uri, false) },
 ];
 
 /** Register `commands` (COMMANDS by default). */
@@ -73,22 +77,20 @@ function readText(file: string): string | undefined {
   }
 }
 
-/** Once per user: when a local stack runs and is not in use yet, offer to use it. */
+/**
+ * At start-up, when a local stack runs and the settings do not point at it yet, offer to use it:
+ * once per user. Any choice counts, and so does having run Cube: Use Local Stack (which records it
+ * before it writes the settings, so an offer racing with the command is not shown).
+ */
 export async function offerLocalStack(ctx: CommandContext): Promise<void> {
-  if (ctx.extension.globalState.get<boolean>(OFFERED_KEY)) {
-    return;
-  }
   const stack = readLocalStack(localClientJson(), readText);
-  if (!stack) {
-    return;
-  }
-  const endpoint = stack.settings.find(([key]) => key === "endpoint")?.[1];
-  if (vscode.workspace.getConfiguration(SECTION).get("endpoint") === endpoint) {
+  const configured = vscode.workspace.getConfiguration(SECTION).get("endpoint");
+  if (!shouldOfferLocalStack(stack, configured, ctx.extension.globalState.get<boolean>(OFFERED_KEY) === true)) {
     return;
   }
   await ctx.extension.globalState.update(OFFERED_KEY, true);
   const choice = await vscode.window.showInformationMessage(
-    `Cube: a local cube-stack is running (${String(endpoint)}). Use it for completions?`,
+    `Cube: a local cube-stack is running (${String(stackEndpoint(stack))}). Use it for completions?`,
     "Use Local Stack",
     "Not now",
   );
@@ -106,6 +108,8 @@ async function useLocalStack(ctx: CommandContext, explicit: boolean): Promise<vo
     }
     return;
   }
+  // The user chose: the start-up offer is not made any more (also when the stack's port changes).
+  await ctx.extension.globalState.update(OFFERED_KEY, true);
   await applyLocalStack(ctx, stack);
 }
 

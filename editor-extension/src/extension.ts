@@ -2,6 +2,7 @@
 import * as vscode from "vscode";
 import type { LanguageClient } from "vscode-languageclient/node";
 import { ChatPanel } from "./chatPanel";
+import { ChatReviewer } from "./chatReviewer";
 import { CubeClient } from "./client";
 import { offerLocalStack, registerCommands } from "./commands";
 import { SessionManager } from "./session";
@@ -25,8 +26,10 @@ export function activate(context: vscode.ExtensionContext): CubeApi {
   cube = client;
   const chat = new ChatPanel(() => client.client, output);
   client.chat = chat;
-  const ctx = { extension: context, client, session, status, output, chat, views: {} };
-  context.subscriptions.push(output, status, session, client, chat, ...registerCommands(ctx));
+  const reviewer = new ChatReviewer(output);
+  client.reviewer = reviewer;
+  const ctx = { extension: context, client, session, status, output, chat, reviewer, views: {} };
+  context.subscriptions.push(output, status, session, client, chat, reviewer, ...registerCommands(ctx));
   const ready = (async () => {
     await session.load();
     await client.start();

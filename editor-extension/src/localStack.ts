@@ -69,3 +69,27 @@ function flatten(value: Record<string, unknown>, prefix: string): [string, unkno
   }
   return out;
 }
+
+/** The stack's endpoint, from its settings. */
+export function stackEndpoint(stack: LocalStack): string | undefined {
+  const endpoint = stack.settings.find(([key]) => key === "endpoint")?.[1];
+  return typeof endpoint === "string" ? endpoint : undefined;
+}
+
+function sameEndpoint(a: string, b: string): boolean {
+  const normal = (url: string) => url.trim().replace(/\/+$/, "").toLowerCase();
+  return normal(a) === normal(b);
+}
+
+/**
+ * Whether to offer the local stack found at start-up: not once the user has chosen (Use Local Stack,
+ * Not now, or the command itself, which `chosen` records), and not when the settings already point
+ * at it (a trailing slash or the case of the host aside).
+ */
+export function shouldOfferLocalStack(stack: LocalStack | undefined, configuredEndpoint: unknown, chosen: boolean): stack is LocalStack {
+  if (chosen || !stack) {
+    return false;
+  }
+  const endpoint = stackEndpoint(stack);
+  return endpoint !== undefined && !(typeof configuredEndpoint === "string" && sameEndpoint(configuredEndpoint, endpoint));
+}

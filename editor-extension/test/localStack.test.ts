@@ -1,5 +1,5 @@
 import * as assert from "node:assert/strict";
-import { clientJsonPath, defaultDataDir, readLocalStack } from "../src/localStack";
+import { clientJsonPath, defaultDataDir, readLocalStack, shouldOfferLocalStack } from "../src/localStack";
 
 // What `cube-stack up` writes (server-stack/cube_stack/stack.py).
 const CLIENT_JSON = JSON.stringify({
@@ -38,5 +38,18 @@ describe("local stack detection", () => {
     assert.equal(readLocalStack("/f", () => "{"), undefined);
     assert.equal(readLocalStack("/f", () => "[]"), undefined);
     assert.equal(readLocalStack("/f", () => JSON.stringify({ endpoint: "x" })), undefined);
+  });
+
+  it("offers a running stack only until the user chose, and not when the settings point at it", () => {
+    const stack = readLocalStack("/f", () => CLIENT_JSON);
+    assert.equal(shouldOfferLocalStack(stack, null, false), true);
+    assert.equal(shouldOfferLocalStack(stack, "https://cube.example.com", false), true);
+    // Chosen before (either button, or Cube: Use Local Stack): never again, even on a new port.
+    assert.equal(shouldOfferLocalStack(stack, null, true), false);
+    assert.equal(shouldOfferLocalStack(stack, "https://127.0.0.1:9", true), false);
+    // Already in use, written with a trailing slash or another case.
+    assert.equal(shouldOfferLocalStack(stack, "https://127.0.0.1:43211", false), false);
+    assert.equal(shouldOfferLocalStack(stack, "HTTPS://127.0.0.1:43211/", false), false);
+    assert.equal(shouldOfferLocalStack(undefined, null, false), false);
   });
 });
