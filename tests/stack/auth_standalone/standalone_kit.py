@@ -179,9 +179,11 @@ def cube_stack_json(*args: str, env: Mapping[str, str] | None = None) -> Any:
     return json.loads(cube_stack(*args, env=env))
 
 
-def login(auth_url: str) -> dict[str, str]:
-    """Issue the admin's token pair through ``POST /users/tokens/issue``."""
-    body = {"username": ADMIN["username"], "password": ADMIN["password"]}
+def login(
+    auth_url: str, username: str = ADMIN["username"], password: str = ADMIN["password"]
+) -> dict[str, str]:
+    """Issue a token pair (the admin's by default) through ``POST /users/tokens/issue``."""
+    body = {"username": username, "password": password}
     response = httpx.post(f"{auth_url}/users/tokens/issue", json=body, timeout=10)
     assert response.status_code == 201, response.text
     tokens: dict[str, str] = response.json()

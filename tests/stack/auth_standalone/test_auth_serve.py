@@ -72,8 +72,12 @@ def test_pat_and_jwt_work_through_the_proxy_revocation_and_outage(
         for token in (pat["token"], jwt):
             response = generate(proxy, domain, token)
             assert response.status_code == 200, response.text
-        outsider = generate(proxy, domain, "pat_" + "x" * 40)
-        assert outsider.status_code == 401, outsider.text
+        forged = generate(proxy, domain, "pat_" + "x" * 40)
+        assert forged.status_code == 401, forged.text
+        cube_stack("user", "create", "bob", "--email", "bob@example.com", "--password", "bob-password", *db)
+        bob = login(auth.http_url, "bob", "bob-password")["access_token"]
+        outsider = generate(proxy, domain, bob)  # a real user, but no member of the domain
+        assert outsider.status_code == 403 and code_of(outsider) == "auth.not_domain_member", outsider.text
 
         # A PAT revoked before its first use is refused at once; one in use, once its decision expires.
         cube_stack("token", "revoke", spare["id"], *db)
@@ -99,7 +103,7 @@ def test_pat_and_jwt_work_through_the_proxy_revocation_and_outage(
 
     logs = auth.output + (restarted.output if restarted else "") + (proxy.output if proxy else "")
     assert f"current={kid}" in auth.output  # the key is named by its kid ...
-    for secret in [*_key_material(key), pat["token"], spare["token"], jwt]:
+    for secret in [*_key_material(key), pat["token"], spare["token"], jwt, bob, "bob-password"]:
         assert secret not in logs  # ... and never shown, nor any token
 
 
