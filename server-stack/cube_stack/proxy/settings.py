@@ -98,6 +98,7 @@ class ProxySettings:
     max_connections_per_address: int = 64  # connections open from one client address (IPv6: one /64)
     trusted_forwarders: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For/-Proto is believed; unset: none
     proxy_protocol_from: tuple[str, ...] = ()  # CIDRs of TCP balancers that must send PROXY v2; unset: none
+    proxy_protocol_v1: bool = False  # also accept PROXY v1's text line from those balancers; false: v2 only
     # Shared rate limits (cube_stack.proxy.shared_limits): every proxy naming one Redis shares each limit.
     # redis://, rediss:// or unix:// URL (may hold a password: kept out of repr); unset: limits per process
     redis_url: str = field(default="", repr=False)
@@ -189,6 +190,7 @@ class ProxySettings:
             max_connections_per_address=self.max_connections_per_address,
             trusted_forwarders=self.trusted_forwarders,
             proxy_protocol_from=self.proxy_protocol_from,
+            proxy_protocol_v1=self.proxy_protocol_v1,
         )
 
     @property

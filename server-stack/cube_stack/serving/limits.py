@@ -36,6 +36,7 @@ class ConnectionLimits:
     max_connections_per_address: int = 64  # connections open from one client address (IPv6: one /64)
     trusted_forwarders: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For/-Proto is believed; empty: none
     proxy_protocol_from: tuple[str, ...] = ()  # CIDRs of TCP balancers that must send PROXY v2; empty: none
+    proxy_protocol_v1: bool = False  # also accept PROXY v1's text line from those balancers; false: v2 only
 
     def __post_init__(self) -> None:
         for name in ("handshake_timeout", "header_timeout", "body_timeout"):

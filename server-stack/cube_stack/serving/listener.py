@@ -9,9 +9,9 @@ failed ``accept()`` (EMFILE) at once and again on the next wake-up: the finding 
    reset by the next successful accept) and counts the error in the guard's bounded log;
 3. checks the global cap, then the per-address cap, and resets the connection at once when either is
    full (SO_LINGER 0: an RST, no TIME_WAIT kept for an attacker);
-4. for a peer in ``proxy_protocol_from``, reads the PROXY v2 header from the raw socket within the
-   handshake deadline, exactly (never a byte of TLS), and counts the connection against the address the
-   header names; anything malformed, slow or truncated is reset;
+4. for a peer in ``proxy_protocol_from``, reads the PROXY header (v2, or v1's text line) from the raw
+   socket within the handshake deadline, exactly (never a byte of TLS), and counts the connection
+   against the address the header names; anything malformed, slow or truncated is reset;
 5. hands the socket to ``loop.connect_accepted_socket`` with the TLS handshake deadline, in a task of
    its own, so a slow handshake never holds up the next accept.
 
@@ -40,7 +40,18 @@ from cube_stack.serving.guard import (
     ConnectionSlot,
 )
 from cube_stack.serving.limits import ConnectionLimits
-from cube_stack.serving.proxy_protocol import PREFIX_BYTES, SIGNATURE, ProxyHeader, parse_header, parse_prefix
+from cube_stack.serving.proxy_protocol import (
+    PREFIX_BYTES,
+    SIGNATURE_BYTES,
+    V1_MAX_BYTES,
+    ProxyHeader,
+    is_v1,
+    may_start_header,
+    parse_header,
+    parse_prefix,
+    parse_v1,
+    v1_bytes_still_due,
+)
 
 RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 # The client gave up between the handshake and our accept: nothing is wrong with us, take the next one.
@@ -201,7 +212,7 @@ class Listener:
         """Read and apply a balancer's header; False (counted) when the connection must be reset."""
         try:
             async with asyncio.timeout(self._limits.handshake_timeout):
-                header = await read_proxy_header(self._loop, conn)
+                header = await read_proxy_header(self._loop, conn, v1=self._limits.proxy_protocol_v1)
         except (TimeoutError, ProxyHeaderError, OSError):
             slot.note_closed(PROXY_HEADER, host)
             return False
@@ -210,15 +221,30 @@ class Listener:
         return self._guard.claim_address(slot, client[0] if client else host)
 
 
-async def read_proxy_header(loop: asyncio.AbstractEventLoop, conn: socket.socket) -> ProxyHeader:
-    """Read exactly one PROXY v2 header from ``conn`` (non-blocking) and return what it says."""
-    prefix = await _read_exactly(loop, conn, PREFIX_BYTES, check_signature=True)
+async def read_proxy_header(
+    loop: asyncio.AbstractEventLoop, conn: socket.socket, *, v1: bool = False
+) -> ProxyHeader:
+    """Read exactly one PROXY header (v2; v1 too with ``v1``) from ``conn`` (non-blocking)."""
+    start = await _read_exactly(loop, conn, SIGNATURE_BYTES, check_signature=True, v1=v1)
+    if is_v1(start):
+        line = start
+        while due := v1_bytes_still_due(line):
+            if len(line) + due > V1_MAX_BYTES:
+                break  # parse_v1 names the problem
+            line += await _read_exactly(loop, conn, due)
+        return parse_v1(line)
+    prefix = start + await _read_exactly(loop, conn, PREFIX_BYTES - SIGNATURE_BYTES)
     body = await _read_exactly(loop, conn, parse_prefix(prefix))
     return parse_header(prefix, body)
 
 
 async def _read_exactly(
-    loop: asyncio.AbstractEventLoop, conn: socket.socket, size: int, *, check_signature: bool = False
+    loop: asyncio.AbstractEventLoop,
+    conn: socket.socket,
+    size: int,
+    *,
+    check_signature: bool = False,
+    v1: bool = False,
 ) -> bytes:
     buffer = bytearray()
     while len(buffer) < size:
@@ -229,9 +255,9 @@ async def _read_exactly(
                 code="serving.proxy_header_truncated",
             )
         buffer += chunk
-        if check_signature and not SIGNATURE.startswith(bytes(buffer[: len(SIGNATURE)])):
+        if check_signature and not may_start_header(bytes(buffer), v1=v1):
             raise ProxyHeaderError(  # a TLS ClientHello or plain HTTP: refuse at the first wrong byte
-                "no PROXY v2 signature where the balancer's header must be",
+                "no PROXY header (v2 signature or 'PROXY ') where the balancer's header must be",
                 code="serving.proxy_header_signature",
             )
     return bytes(buffer)
