@@ -29,6 +29,15 @@ from cube_stack.stack import (
     default_data_dir,
 )
 from cube_wire.errors import CubeError
+from cube_wire.report import Product, parse_product
+
+
+def product_argument(text: str) -> Product:
+    """Parse ``--product`` (Milan, Milan-B0, Genoa-B1, ...) for argparse, with the choices in the error."""
+    try:
+        return parse_product(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,12 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     policy_actions = policy.add_subparsers(dest="action", required=True)
     from_measurement = policy_actions.add_parser("from-measurement", help="pin a launch measurement (hex)")
     from_measurement.add_argument("measurement", help="48-byte launch measurement, 96 hex digits")
-    from_measurement.add_argument("--product", action="append", choices=["Milan", "Genoa", "Turin"])
+    from_measurement.add_argument("--product", action="append", type=product_argument)
     from_measurement.add_argument("--vmpl", action="append", type=int, help="allowed VMPL (default 0)")
     from_measurement.add_argument("--host-data", help="required HOST_DATA, 64 hex digits")
     from_report = policy_actions.add_parser("from-report", help="pin what a trusted CVM's report shows")
     from_report.add_argument("report", help="raw 1184-byte report, or the agent's JSON document")
-    from_report.add_argument("--product", choices=["Milan", "Genoa", "Turin"], help="for v2 reports")
+    from_report.add_argument("--product", type=product_argument, help="for v2 reports (Milan, Milan-B0, ...)")
     for sub in (from_measurement, from_report):
         sub.add_argument("--simulated-root", metavar="SHA256", help="trust this SIMULATED root, not AMD's")
         sub.add_argument(
@@ -349,22 +358,21 @@ def run_admin(args: argparse.Namespace, data_dir: Path) -> object:
 
 def write_policy(args: argparse.Namespace) -> int:
     """Build a policy from a measurement or a report; print it or write it to --output."""
-    from cube_lsp.attestation import Product, parse_report
-    from cube_lsp.cli_attest import load_evidence
-    from cube_stack.policy_writer import policy_from_measurement, policy_from_report
+    from cube_stack.policy_writer import policy_from_measurement, policy_from_report, read_report
+    from cube_wire.report import parse_report
 
     if args.action == "from-measurement":
         policy = policy_from_measurement(
             args.measurement,
-            products=tuple(args.product or ("Milan", "Genoa", "Turin")),
+            products=tuple(p.value for p in args.product) if args.product else ("Milan", "Genoa", "Turin"),
             vmpls=tuple(args.vmpl or (0,)),
             host_data_hex=args.host_data,
             simulated_root=args.simulated_root,
             allow_debug=args.allow_debug,
         )
     else:
-        evidence = load_evidence(args.report)
-        report = parse_report(evidence.report, product=Product(args.product) if args.product else None)
+        raw = read_report(Path(args.report))
+        report = parse_report(raw, product=args.product)
         policy = policy_from_report(report, simulated_root=args.simulated_root, allow_debug=args.allow_debug)
     text = json.dumps(policy, indent=2) + "\n"
     if args.output:
