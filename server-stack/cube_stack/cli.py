@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     add_auth_commands(commands)
+    add_runtime_command(commands)
 
     up = commands.add_parser(
         "up", parents=[data_dir], help="start auth, runtime, simulated attestation agent and proxy"
@@ -118,6 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("-o", "--output", type=Path, help="write here (default: print)")
     return parser
+
+
+def add_runtime_command(commands: Any) -> None:
+    """Add `cube-stack runtime serve ...`: its flags belong to cube_stack.runtime.standalone."""
+    runtime = commands.add_parser(
+        "runtime", add_help=False, help="serve the built-in model runtime on its own (serve --help)"
+    )
+    runtime.add_argument("action", choices=["serve"])
+    runtime.add_argument("rest", nargs=argparse.REMAINDER, help="the runtime's flags")
 
 
 def add_auth_commands(commands: Any) -> None:
@@ -411,6 +421,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return write_policy(args)
         if args.command == "auth":
             return run_auth_command(args)
+        if args.command == "runtime":
+            # Imported here: the runtime needs the `runtime` extra, which a server-only install lacks.
+            from cube_stack.runtime.standalone import main as runtime_main
+
+            return runtime_main(args.rest)
         print(json.dumps(run_admin(args, data_dir), indent=2))
         return 0
     except CubeError as error:

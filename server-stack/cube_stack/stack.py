@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
 
@@ -47,17 +47,10 @@ from cube_stack.proxy.authclient import InProcessAuthClient
 from cube_stack.proxy.server import ProxyServer
 from cube_stack.proxy.settings import ProxySettings
 from cube_stack.proxy.standalone import build_agent, write_simulated_policy
-from cube_stack.runtime import (
-    DEMO_MODEL_NAME,
-    MINILM_NAME,
-    BuiltinRuntime,
-    BuiltinSettings,
-    OllamaRuntime,
-    Runtime,
-    default_socket_path,
-    embedded_default_settings,
-)
 from cube_stack.serving import ConnectionLimits, GuardedServer
+
+if TYPE_CHECKING:
+    from cube_stack.runtime import OllamaRuntime, Runtime
 
 log = logging.getLogger("cube_stack")
 
@@ -258,6 +251,18 @@ class EmbeddedStack:
         return f"http://{host}:{port}"
 
     async def _start_runtime(self) -> tuple[Runtime, tuple[str, str | None]]:
+        # Imported here: the runtimes need the `runtime` extra (llama.cpp, torch), which a server-only
+        # install (`cube-stack auth serve` outside the CVM) does not have.
+        from cube_stack.runtime import (
+            DEMO_MODEL_NAME,
+            MINILM_NAME,
+            BuiltinRuntime,
+            BuiltinSettings,
+            OllamaRuntime,
+            default_socket_path,
+            embedded_default_settings,
+        )
+
         opts = self.options
         if opts.ollama_url and not opts.models:
             ollama = OllamaRuntime(opts.ollama_url)

@@ -89,3 +89,10 @@ def test_flags_win_and_bad_settings_say_what_is_wrong(tmp_path: Path) -> None:
         timeout=60,
     )
     assert bad_listen.returncode == 2 and "wanted HOST:PORT" in bad_listen.stderr
+
+
+def test_cube_stack_runtime_serve_is_the_same_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from cube_stack.cli import main as cube_stack_main
+
+    assert cube_stack_main(["runtime", "serve", "--model", "no-equals-sign"]) == 2
+    assert "wanted NAME=PATH" in capsys.readouterr().err
