@@ -6,7 +6,9 @@ does on first run), and serves :func:`create_proxy_app` with an :class:`InProces
 the upstream given by ``--upstream``, over plain HTTP or (``--tls``) HTTPS with a key made at start.
 Logging is set up as ``cube-stack up`` does (WARNING), so the audit lines are built but not written.
 Allow decisions are cached for an hour, so the measured requests see a warm cache, and the rate limit is
-set too high to bite (it still runs per request). When listening it writes
+set too high to bite (it still runs per request). With ``--redis URL`` the limits are shared through
+that Redis (``CUBE_PROXY_REDIS_URL``), leased ``--redis-lease`` tokens per round trip; the bucket is so
+large that every lease is full, the steady state of a busy user. When listening it writes
 ``{"url", "token", "domain", "pid"}`` to ``--ready-file``.
 
 With ``--profile PATH``, SIGUSR1 starts cProfile and SIGTERM writes the stats to PATH before exiting,
@@ -85,6 +87,9 @@ async def serve(args: argparse.Namespace, profiler: cProfile.Profile | None) -> 
                 decision_ttl=3600.0,  # keep the cache warm for the whole run
                 rate_limit_per_minute=1e12,  # the limiter runs, but never refuses
                 rate_limit_burst=10**9,
+                redis_url=args.redis or "",
+                redis_address_key=secrets.token_hex(32) if args.redis else None,
+                redis_lease=args.redis_lease,
             )
             auth = InProcessAuthClient(service)
             proxy = ProxyServer(create_proxy_app(settings, auth=auth), settings)
@@ -113,6 +118,8 @@ def main() -> None:
     parser.add_argument("--upstream", required=True, help="the fake runtime's base URL")
     parser.add_argument("--ready-file", required=True)
     parser.add_argument("--tls", action="store_true")
+    parser.add_argument("--redis", help="share the rate limits through this Redis URL")
+    parser.add_argument("--redis-lease", type=int, default=8, help="tokens leased per Redis round trip")
     parser.add_argument("--profile", help="write cProfile stats here (profiling starts on SIGUSR1)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

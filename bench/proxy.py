@@ -7,7 +7,14 @@ Four processes on 127.0.0.1, all in front of the same fake runtime:
 * our proxy (``bench/_proxy_ours.py``), plain HTTP and, in a second process, TLS: auth service
   in-process on a temporary SQLite, a PAT made at start, allow decisions cached (warm after warm-up);
 * LiteLLM's proxy (``litellm --config``) from its own venv, model ``openai/bench`` pointing at the
-  upstream's ``/v1``, a master key, no database, nothing fetched from the network.
+  upstream's ``/v1``, a master key, no database, nothing fetched from the network. Found through
+  ``--litellm PATH``, else ``$CUBE_BENCH_LITELLM``, else ``litellm`` on ``PATH``; install it apart from
+  ours: ``python3 -m venv ~/.cache/cube-bench-litellm && ~/.cache/cube-bench-litellm/bin/pip install
+  'litellm[proxy]'``, then ``--litellm ~/.cache/cube-bench-litellm/bin/litellm``;
+* with ``--redis URL``: two more rows of our proxy with its rate limits shared through that Redis
+  (``ours+redis``: leases of 8 tokens, the steady state of a busy user; ``ours+redis/1``: a lease of 1,
+  one Redis round trip on every request, the worst case). The bench's keys are ``cube:rl:u:<id>`` and
+  expire on their own.
 
 Baseline, measured in the same run: the upstream called directly. Figures:
 
@@ -25,6 +32,7 @@ When our proxy misses a target (or with ``--profile always``) one more proxy pro
 (CPU time) at c=16, and its CPU per request is printed by library and by function, with file:line.
 
 Usage: .venv/bin/python bench/proxy.py [--quick] [--load {auto,wrk,python}] [--profile {auto,always,never}]
+                                     [--litellm PATH | --no-litellm] [--redis redis://127.0.0.1:6379/0]
 """
 
 from __future__ import annotations
@@ -54,7 +62,7 @@ from urllib.parse import urlsplit
 import psutil
 
 HERE = Path(__file__).resolve().parent
-LITELLM = Path("/root/.cache/cube-bench-litellm/bin/litellm")
+TARGET_REDIS_CPU = 1.2  # CPU per request with shared limits: at most 20 % above the same run's without
 TARGET_ADDED_P50_MS = 1.5
 TARGET_RPS = 1500.0
 CONCURRENCY = (1, 16, 64)
@@ -435,16 +443,28 @@ def start_upstream(fleet: Fleet) -> str:
     return url
 
 
-def start_ours(fleet: Fleet, name: str, upstream: str, *, tls: bool, profile: Path | None = None) -> Target:
+def start_ours(
+    fleet: Fleet,
+    name: str,
+    upstream: str,
+    *,
+    tls: bool,
+    profile: Path | None = None,
+    redis: str | None = None,
+    lease: int = 8,
+) -> Target:
     ready = fleet.workdir / f"{name}.json"
     argv = [sys.executable, str(HERE / "_proxy_ours.py"), "--upstream", upstream, "--ready-file", str(ready)]
     argv += ["--tls"] if tls else []
     argv += ["--profile", str(profile)] if profile else []
+    argv += ["--redis", redis, "--redis-lease", str(lease)] if redis else []
     child = fleet.start(name, argv)
     wait_ready(fleet, name, ready_file(ready), 60)
     info = json.loads(ready.read_text())
     wait_ready(fleet, name, healthy(info["url"], "/health"), 60)
     label = "ours, TLS" if tls else "ours"
+    if redis:
+        label = "ours+redis" if lease > 1 else f"ours+redis/{lease}"
     return Target(label, info["url"], child.pid, prefix=f"/{info['domain']}", token=info["token"])
 
 
@@ -512,14 +532,20 @@ def litellm_env() -> dict[str, str]:
     return env
 
 
-def start_litellm(fleet: Fleet, upstream: str) -> Target:
+def find_litellm(option: str | None) -> Path | None:
+    """Return LiteLLM's executable: ``--litellm``, else ``$CUBE_BENCH_LITELLM``, else ``litellm`` on PATH."""
+    named = option or os.environ.get("CUBE_BENCH_LITELLM") or shutil.which("litellm")
+    return Path(named) if named and Path(named).exists() else None
+
+
+def start_litellm(fleet: Fleet, upstream: str, litellm: Path) -> Target:
     master_key = "sk-bench-master"
     config = fleet.workdir / "litellm.yaml"
     config.write_text(LITELLM_CONFIG.format(upstream=upstream, master_key=master_key), encoding="utf-8")
     log_config = fleet.workdir / "litellm-logging.json"
     log_config.write_text(json.dumps(LITELLM_LOG_CONFIG), encoding="utf-8")
     port = free_port()
-    argv = [str(LITELLM), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    argv = [str(litellm), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--log_config", str(log_config)]
     child = fleet.start("litellm", argv, env=litellm_env())
     url = f"http://127.0.0.1:{port}"
@@ -652,6 +678,24 @@ def verdicts(ours: Target, base: Target) -> list[tuple[str, bool]]:
     ]
 
 
+def redis_verdicts(row: Target, ours: Target, base: Target) -> list[tuple[str, bool]]:
+    added = percentile(row.latency, 0.5) - percentile(base.latency, 0.5)
+    cpu, cpu_ours = row.cpu_us or 0.0, ours.cpu_us or 0.0
+    return [
+        (
+            f"{row.name}: p50 added <= {TARGET_ADDED_P50_MS} ms: {added * 1000:.2f} ms",
+            added * 1000 <= TARGET_ADDED_P50_MS,
+        ),
+        (
+            f"{row.name}: CPU per request within 20 % of ours without Redis: {cpu:,.0f} vs {cpu_ours:,.0f} us"
+            f" ({cpu / cpu_ours - 1:+.0%})"
+            if cpu_ours
+            else f"{row.name}: CPU per request not measured",
+            bool(cpu_ours) and cpu <= cpu_ours * TARGET_REDIS_CPU,
+        ),
+    ]
+
+
 AREAS = (  # (label, substrings of a profiled file name); the first match wins
     ("our proxy (cube_stack/proxy, auth client)", ("cube_stack/",)),
     ("httpx + httpcore + anyio (upstream client)", ("/httpx/", "/httpcore/", "/anyio/")),
@@ -736,10 +780,27 @@ def measure(args: argparse.Namespace, plan: Plan, fleet: Fleet, load: LoadGenera
     ours = start_ours(fleet, "ours", upstream, tls=False)
     ours_tls = start_ours(fleet, "ours-tls", upstream, tls=True)
     targets = [direct, ours, ours_tls]
-    if LITELLM.exists() and not args.no_litellm:
-        targets.append(start_litellm(fleet, upstream))
+    shared = []
+    if args.redis:
+        shared = [
+            start_ours(fleet, f"ours-redis-{n}", upstream, tls=False, redis=args.redis, lease=n)
+            for n in (8, 1)
+        ]
+        targets += shared
+    litellm = find_litellm(args.litellm)
+    if litellm is not None and not args.no_litellm:
+        targets.append(start_litellm(fleet, upstream, litellm))
     else:
-        print(f"LiteLLM not run ({'--no-litellm' if args.no_litellm else f'{LITELLM} missing'})")
+        print(
+            "LiteLLM not run ("
+            + (
+                "--no-litellm"
+                if args.no_litellm
+                else "not found: --litellm PATH, $CUBE_BENCH_LITELLM or PATH"
+            )
+            + "); install it in its own venv: python3 -m venv ~/.cache/cube-bench-litellm && "
+            "~/.cache/cube-bench-litellm/bin/pip install 'litellm[proxy]'"
+        )
     print(f"servers up in {time.monotonic() - started:.1f} s; measuring (quick={args.quick})", flush=True)
     machine = MachineLoad()
     ours_before = our_cpu(fleet)
@@ -782,6 +843,8 @@ def measure(args: argparse.Namespace, plan: Plan, fleet: Fleet, load: LoadGenera
         f"by this run used {others * 100:.0f}% of all CPUs while it measured (the higher, the noisier)"
     )
     results = verdicts(ours, direct)
+    for row in shared:
+        results += redis_verdicts(row, ours, direct)
     for text, ok in results:
         print(f"target  {'PASS' if ok else 'MISS'}  {text}")
     if args.profile == "always" or (args.profile == "auto" and not all(ok for _, ok in results)):
@@ -796,6 +859,8 @@ def main() -> None:
     parser.add_argument("--profile", choices=("auto", "always", "never"), default="auto",
                         help="profile our proxy (auto: when it misses a target)")  # fmt: skip
     parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM row")
+    parser.add_argument("--litellm", help="LiteLLM's executable (default: $CUBE_BENCH_LITELLM, else PATH)")
+    parser.add_argument("--redis", help="also run our proxy with rate limits shared through this Redis URL")
     args = parser.parse_args()
 
     def terminate(signum: int, _frame: FrameType | None) -> None:

@@ -218,6 +218,7 @@ class _Lease:
     size: int = 1  # tokens the next round trip asks for
     refused_until: float = 0.0  # Redis said no token appears before this
     pending: asyncio.Future[None] | None = None  # a round trip in flight for this key
+    waiting: int = 0  # requests of this key waiting for that round trip
 
 
 class SharedRateLimiter:
@@ -266,8 +267,12 @@ class SharedRateLimiter:
                 self._leases.popitem(last=False)
         else:
             self._leases.move_to_end(name)
-        if lease.pending is not None:  # another request of this key is asking: share its answer
-            await asyncio.shield(lease.pending)
+        while lease.pending is not None:  # another request of this key is asking: share its answer
+            lease.waiting += 1
+            try:
+                await asyncio.shield(lease.pending)
+            finally:
+                lease.waiting -= 1
         now = self._clock()
         if lease.tokens > 0 and now < lease.expires:
             lease.tokens -= 1
@@ -279,12 +284,18 @@ class SharedRateLimiter:
     async def _ask(self, key: str, name: str, lease: _Lease, now: float) -> float:
         # Ran dry while fresh: the key is busy here, ask for more next time; else start again at one.
         lease.size = min(self._lease, lease.size * 2) if lease.expires > now else 1
-        lease.pending = asyncio.get_running_loop().create_future()
-        try:
-            answer = await self._shared.lease(name, self._rate, self._burst, lease.size)
-        finally:
-            lease.pending.set_result(None)
-            lease.pending = None
+        if self._lease == 1:  # exact limits: each request asks for itself, nobody waits on another
+            answer = await self._shared.lease(name, self._rate, self._burst, 1)
+        else:
+            # Requests already waiting for this answer spend their tokens at once: ask for them too
+            # (what may stay unspent is still at most size - 1).
+            want = lease.size + lease.waiting
+            waiter = lease.pending = asyncio.get_running_loop().create_future()
+            try:
+                answer = await self._shared.lease(name, self._rate, self._burst, want)
+            finally:
+                lease.pending = None
+                waiter.set_result(None)
         if answer is None:
             return self._fall_back(key)
         granted, wait = answer

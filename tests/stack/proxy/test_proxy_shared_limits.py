@@ -100,6 +100,15 @@ async def test_leases_spare_round_trips_and_never_exceed_the_limit(redis_server:
         assert granted >= 40 - 2 * 7  # at most lease - 1 left unspent per proxy
 
 
+async def test_concurrent_requests_of_one_user_share_round_trips(redis_server: RedisServer) -> None:
+    async with proxy_limits(redis_server.url) as one:
+        limiter = user_limiter(one, burst=30, lease=8)
+        async with asyncio.timeout(10):
+            waits = await asyncio.gather(*(limiter.take("u") for _ in range(40)))
+        assert waits.count(0.0) == 30 and all(wait > 0 for wait in waits if wait)
+        assert one.stats.round_trips < 30
+
+
 async def test_near_the_limit_leases_shrink_so_alternating_proxies_get_it_exactly(
     redis_server: RedisServer,
 ) -> None:
