@@ -258,6 +258,8 @@ async def test_two_proxy_processes_share_a_users_limit_and_survive_redis_going_a
         "tls": "false",
         "rate_limit_per_minute": str(NO_REFILL),
         "rate_limit_burst": str(BURST),
+        "attestation_rate_per_minute": str(NO_REFILL),
+        "attestation_burst": "2",
         "redis_url": redis_server.url,
         "redis_address_key": SECRET.decode(),
     }
@@ -282,6 +284,14 @@ async def test_two_proxy_processes_share_a_users_limit_and_survive_redis_going_a
                 text = (await client.get(f"{proxy.url}/metrics")).text
                 return {name: int(value) for name, value in METRIC.findall(text)}
 
+            async def attest(proxy: ProxyProcess) -> int:
+                body = {"nonce": "ab" * 32}
+                return (await client.post(f"{proxy.url}/{stack.domain}/attestation", json=body)).status_code
+
+            # The attestation route's per-address limit is shared too: 2 for 127.0.0.1 across both.
+            assert [await attest(proxies[0]), await attest(proxies[1])] == [200, 200]
+            assert await attest(proxies[0]) == 429 and await attest(proxies[1]) == 429
+
             statuses = [await generate(proxies[i % 2]) for i in range(BURST)]
             assert 429 not in statuses, statuses
             assert await generate(proxies[0]) == 429 and await generate(proxies[1]) == 429  # N+1, both ways
@@ -292,8 +302,10 @@ async def test_two_proxy_processes_share_a_users_limit_and_survive_redis_going_a
                 values = [await inspector.hgetall(key) for key in keys]
             finally:
                 await inspector.aclose()
-            assert keys == [f"{USER_PREFIX}{stack.bob.id}"]
+            assert sorted(key[: len(ADDRESS_PREFIX)] for key in keys) == [ADDRESS_PREFIX, USER_PREFIX]
+            assert f"{USER_PREFIX}{stack.bob.id}" in keys
             stored = repr(keys) + repr(values)
+            assert "127.0.0.1" not in stored  # the address only as an HMAC
             assert "SECRET-PROMPT" not in stored and stack.bob.access_token not in stored
 
             redis_server.stop()  # bob stays refused (his refusal is cached); alice goes on per process
