@@ -236,7 +236,7 @@ async def test_a_redis_that_never_answers_costs_a_request_one_timeout_at_most() 
             limiter = user_limiter(hung, burst=5, lease=1)
             started = time.monotonic()
             assert await limiter.take("u") == 0.0  # decided locally once the timeout passed
-            assert 0.2 <= time.monotonic() - started < 0.6
+            assert 0.2 <= time.monotonic() - started < 1.0  # the timeout, not a hang
             assert not hung.up
         finally:
             await hung.aclose()
