@@ -21,6 +21,8 @@ interface Review {
   proposed: vscode.Uri;
   next: Next;
   settle(result: ApplyWorkspaceEditResult): void;
+  /** Its notification is still up (not answered). */
+  notifying: boolean;
 }
 
 export class ChatReviewer implements vscode.TextDocumentContentProvider, vscode.Disposable {
@@ -80,10 +82,13 @@ export class ChatReviewer implements vscode.TextDocumentContentProvider, vscode.
     const proposed = vscode.Uri.from({ scheme: REVIEW_SCHEME, path: `/${++this.counter}/${name}`, query: edit.uri });
     this.contents.set(proposed.toString(), proposedText);
     const answer = new Promise<ApplyWorkspaceEditResult>((resolve) => {
-      this.reviews.set(edit.uri, { edit, params, proposed, next, settle: resolve });
+      this.reviews.set(edit.uri, { edit, params, proposed, next, settle: resolve, notifying: true });
     });
     const title = reviewTitle(edit.label);
-    await vscode.commands.executeCommand("vscode.diff", document.uri, proposed, title, { preview: false });
+    // In the group that shows the document (not the chat panel's, when Apply came from there).
+    const shown = vscode.window.visibleTextEditors.find((e) => e.document.uri.toString() === document.uri.toString());
+    const options: vscode.TextDocumentShowOptions = { preview: false, viewColumn: shown?.viewColumn ?? vscode.ViewColumn.Active };
+    await vscode.commands.executeCommand("vscode.diff", document.uri, proposed, title, options);
     void this.offer(edit.uri, proposed, title);
     return answer;
   }
@@ -92,8 +97,11 @@ export class ChatReviewer implements vscode.TextDocumentContentProvider, vscode.
   private async offer(uri: string, proposed: vscode.Uri, title: string): Promise<void> {
     const choice = await vscode.window.showInformationMessage(`${title}: accept the changes shown in the diff?`, "Accept", "Reject");
     const review = this.reviews.get(uri);
-    if (choice && review?.proposed.toString() === proposed.toString()) {
-      await this.decide(proposed, choice === "Accept");
+    if (review?.proposed.toString() === proposed.toString()) {
+      review.notifying = false;
+      if (choice) {
+        await this.decide(proposed, choice === "Accept");
+      }
     }
   }
 
@@ -136,6 +144,12 @@ export class ChatReviewer implements vscode.TextDocumentContentProvider, vscode.
       this.reviews.delete(review.edit.uri);
     }
     review.settle(result);
+    if (review.notifying) {
+      // Decided in the diff: its Accept / Reject toast would stay up for nothing. Toasts cannot be
+      // closed one by one; this hides them to the notification centre.
+      review.notifying = false;
+      await vscode.commands.executeCommand("notifications.hideToasts").then(undefined, () => undefined);
+    }
     const key = review.proposed.toString();
     const tabs = vscode.window.tabGroups.all.flatMap((group) => group.tabs).filter((tab) => proposedOf(tab)?.toString() === key);
     if (tabs.length > 0) {

@@ -30,6 +30,8 @@ export interface CommandContext {
   reviewer: ChatReviewer;
   /** Open views, reused by the commands that show them. */
   views: { attestation?: vscode.WebviewPanel };
+  /** The start-up offer of the local stack is on screen, waiting for an answer. */
+  offeringLocalStack?: boolean;
 }
 
 /** One command: its id and what it does. */
@@ -79,8 +81,8 @@ function readText(file: string): string | undefined {
 
 /**
  * At start-up, when a local stack runs and the settings do not point at it yet, offer to use it:
- * once per user. Any choice counts, and so does having run Cube: Use Local Stack (which records it
- * before it writes the settings, so an offer racing with the command is not shown).
+ * once per user. Any answer counts, and so does running Cube: Use Local Stack, before or while the
+ * offer is shown (the command puts the offer away then).
  */
 export async function offerLocalStack(ctx: CommandContext): Promise<void> {
   const stack = readLocalStack(localClientJson(), readText);
@@ -88,13 +90,18 @@ export async function offerLocalStack(ctx: CommandContext): Promise<void> {
   if (!shouldOfferLocalStack(stack, configured, ctx.extension.globalState.get<boolean>(OFFERED_KEY) === true)) {
     return;
   }
-  await ctx.extension.globalState.update(OFFERED_KEY, true);
-  const choice = await vscode.window.showInformationMessage(
+  ctx.offeringLocalStack = true;
+  const offer = vscode.window.showInformationMessage(
     `Cube: a local cube-stack is running (${String(stackEndpoint(stack))}). Use it for completions?`,
     "Use Local Stack",
     "Not now",
   );
-  if (choice === "Use Local Stack") {
+  await ctx.extension.globalState.update(OFFERED_KEY, true);
+  const choice = await offer;
+  const stillOffered = ctx.offeringLocalStack;
+  ctx.offeringLocalStack = false;
+  // Not when the command was run meanwhile: the user chose that way already.
+  if (choice === "Use Local Stack" && stillOffered) {
     await applyLocalStack(ctx, stack);
   }
 }
@@ -108,8 +115,14 @@ async function useLocalStack(ctx: CommandContext, explicit: boolean): Promise<vo
     }
     return;
   }
-  // The user chose: the start-up offer is not made any more (also when the stack's port changes).
-  await ctx.extension.globalState.update(OFFERED_KEY, true);
+  // The user chose: the start-up offer is not made any more (also when the stack's port changes),
+  // and one on screen now is put away (toasts cannot be closed one by one; it stays in the centre).
+  const remembered = ctx.extension.globalState.update(OFFERED_KEY, true); // read back at once
+  if (ctx.offeringLocalStack) {
+    ctx.offeringLocalStack = false;
+    await vscode.commands.executeCommand("notifications.hideToasts").then(undefined, () => undefined);
+  }
+  await remembered;
   await applyLocalStack(ctx, stack);
 }
 

@@ -4,20 +4,25 @@ The .vsix built by npm runs cube-lsp against an embedded `cube-stack` (proxy wit
 attestation, auth service) whose runtime is the SCRIPTED BACKEND, so every chat answer is known in
 advance. The driver ``e2e/drive_chat.cjs``:
 
-a. Add documentation from the editor's context menu (Cube submenu): the edit shows in the Refactor
-   Preview, Apply, and the saved file has the docstring with the rest unchanged;
-b. the same from the lightbulb's quick-fix menu on another function, Discard: the file is unchanged;
+a. Add documentation from the editor's context menu (Cube submenu): a diff of the file against the
+   proposed text opens, titled after the action; Accept in its title bar, and the saved file has the
+   docstring with the rest unchanged;
+b. the same from the lightbulb's quick-fix menu on another function, Reject in the notification that
+   comes with the diff: the file is unchanged;
 c. Explain streams into the chat panel (the first piece is shown while the backend holds the rest),
    the answer is rendered; a follow-up is answered in the same thread, and the backend's second
-   request carries the first turn; Apply on the follow-up's code block goes through the Refactor
-   Preview and changes the document; a follow-up the backend fails says so in the thread.
+   request carries the first turn; Apply on the follow-up's code block opens the review diff, and
+   Accept changes the document; a follow-up the backend fails says so in the thread.
 
-Screenshots go to ``tests/extension/artifacts/`` (chat-*.png).
+Screenshots go to ``tests/extension/artifacts/`` (chat-*.png); with CUBE_UPDATE_SCREENSHOTS=1 the
+review diff is copied to docs/images/vscode-chat-review.png for the README.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -26,7 +31,9 @@ from typing import Any
 import pytest
 
 from tests.extension.vscode_harness import (
+    ARTIFACTS,
     CUBE_LSP,
+    ROOT,
     RUNTIME_DOMAIN,
     Build,
     StackThread,
@@ -136,9 +143,18 @@ def test_vscode_chat_document_explain_follow_up_and_apply(tmp_path: Path, vscode
 
     timings["driver"] = events["done"]["_at"]
     print("\ntimings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
-    # a. Applied from the Refactor Preview: the docstring, and nothing else changed.
+    # Cube: Use Local Stack was the user's choice: the start-up offer of the stack is not on screen.
+    assert events["offers-after-command"]["visible"] == 0, events["offers-after-command"]
+    assert events["offers-at-review"]["visible"] == 0, events["offers-at-review"]
+    # a. Reviewed in a diff titled after the action, whose right side is the proposed text; accepted:
+    # the docstring, and nothing else changed.
+    review = events["review"]
+    assert review["title"] == "Cube: Add documentation — review", review
+    assert "Return the sum of a and b." in review["proposed"], review
+    assert events["decided-in-title"]["toasts"] == 0, "the review's notification outlived the review"
     assert saved["apply"] == DOCUMENTED
-    # b. Discarded: the file is as it was.
+    # b. Rejected: the file is as it was.
+    assert "Multiply every value by factor." in events["review-scale"]["proposed"]
     assert saved["discard"] == DOCUMENTED
     # c. Streamed: the first piece was on screen while the backend held the second.
     streaming = events["streaming"]
@@ -157,6 +173,7 @@ def test_vscode_chat_document_explain_follow_up_and_apply(tmp_path: Path, vscode
     assert "".join(EXPLAIN_PIECES) in contents, json.dumps(follow_up)[:2000]  # the first turn's answer
     assert any(m["role"] == "user" and "def add" in m["content"] for m in follow_up[1:-1])  # and its question
     assert QUESTION in contents[-1]
+    assert events["review-apply"]["title"] == "Cube: Apply — review", events["review-apply"]
     assert "Applied." in events["applied-note"]["note"]
     # The block replaced the thread's code (how cube-lsp merges it, e.g. keeping the docstring, is its
     # own tests' business); the rest of the file is as it was.
@@ -166,3 +183,7 @@ def test_vscode_chat_document_explain_follow_up_and_apply(tmp_path: Path, vscode
     failed = events["follow-up-failed"]
     assert failed["note"].startswith("The question failed: ") and FAILURE in failed["note"], failed
     assert failed["inputEnabled"], failed
+    if os.environ.get("CUBE_UPDATE_SCREENSHOTS") == "1":  # the README's picture, refreshed on request only
+        docs = ROOT / "docs" / "images"
+        docs.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ARTIFACTS / "chat-review-diff.png", docs / "vscode-chat-review.png")

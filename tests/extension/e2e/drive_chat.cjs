@@ -2,15 +2,15 @@
  * Chat in a real VS Code (code-server in headless Chromium, playwright-core), for
  * tests/extension/test_vscode_chat.py, against the scripted chat answers of the test's backend:
  *
- * a. Select `add`, run Cube > Add Documentation from the editor's context menu: the Refactor Preview
- *    shows the edit (unticked, as VS Code shows changes that need confirmation); tick it and Apply;
+ * a. Select `add`, run Cube > Add Documentation from the editor's context menu: a diff of the file
+ *    against the proposed text opens (`review`: its title and right side); Accept in its title bar;
  *    the saved file is read by the test (`saved-apply`).
- * b. Select `scale`, run "Cube: Add documentation" from the quick-fix (lightbulb) menu: Discard in
- *    the preview; the saved file is unchanged (`saved-discard`).
+ * b. Select `scale`, run "Cube: Add documentation" from the quick-fix (lightbulb) menu: Reject in
+ *    the notification that comes with the diff; the saved file is unchanged (`saved-discard`).
  * c. Select `add`, run Cube: Explain: the chat panel opens and shows the first streamed piece while
  *    the backend holds the rest (`streaming`: the test releases it), then the rendered answer; a
- *    follow-up question gets its answer in the same thread; Apply on its code block goes through the
- *    Refactor Preview and changes the document (`saved-follow-up`); a follow-up the backend fails
+ *    follow-up question gets its answer in the same thread; Apply on its code block opens the review
+ *    diff, Accept changes the document (`saved-follow-up`); a follow-up the backend fails
  *    shows the error in the thread.
  *
  * Events and waits as in vscode_page.cjs: no sleeps.
@@ -35,23 +35,36 @@ async function selectLines(page, editor, from, to) {
   await page.keyboard.press("Shift+End");
 }
 
-/** The Refactor Preview's button `label` ("Apply" or "Discard"), once the preview shows. */
-async function previewButton(page, label) {
-  const pane = page.locator(".bulk-edit-panel");
-  await pane.waitFor({ state: "visible", timeout: T });
-  const button = pane.locator(".monaco-button", { hasText: new RegExp(`^\\s*${label}\\s*$`) }).first();
-  await button.waitFor({ state: "visible", timeout: T });
-  return button;
+/** How many notification toasts including `text` are on screen. */
+function visibleToasts(page, text) {
+  return page.evaluate(
+    (want) => [...document.querySelectorAll(".notifications-toasts .notification-toast")].filter((el) => el.offsetParent !== null && el.innerText.includes(want)).length,
+    text,
+  );
 }
 
-/**
- * Tick the file's checkbox in the Refactor Preview: VS Code lists changes that need confirmation
- * unticked, so the user looks at the diff and opts in before Apply.
- */
-async function tickPreview(page) {
-  const pane = page.locator(".bulk-edit-panel");
-  await pane.locator('.monaco-custom-toggle, input[type="checkbox"]').first().click();
-  await pane.locator('.monaco-custom-toggle.checked, input[type="checkbox"]:checked').first().waitFor({ timeout: T });
+/** The open review diff (cube.chat edits): wait for it, emit its title and proposed text as `event`. */
+async function reviewDiff(page, event) {
+  const diff = page.locator(".monaco-diff-editor");
+  await diff.locator(".editor.modified .view-lines:not(.line-delete)").waitFor({ state: "visible", timeout: T });
+  await page.locator(".editor-actions [aria-label^='Accept']").first().waitFor({ state: "visible", timeout: T });
+  const tab = page.locator(".tab", { hasText: "— review" }).first();
+  const proposed = (await diff.locator(".editor.modified .view-lines:not(.line-delete)").innerText()).replace(/\u00a0/g, " ");
+  emit(event, { title: (await tab.innerText()).trim(), proposed });
+}
+
+/** Accept or Reject the review with the diff's title bar button. */
+async function decideInTitle(page, label) {
+  await page.locator(`.editor-actions [aria-label^='${label}']`).first().click();
+  await page.locator(".monaco-diff-editor").waitFor({ state: "detached", timeout: T });
+}
+
+/** Accept or Reject the review with the notification's button (the keyboard's way). */
+async function decideInNotification(page, label) {
+  const toast = toasts(page, "accept the changes shown in the diff").last();
+  await toast.waitFor({ state: "visible", timeout: T });
+  await toast.locator(".monaco-button", { hasText: new RegExp(`^\\s*${label}\\s*$`) }).click();
+  await page.locator(".monaco-diff-editor").waitFor({ state: "detached", timeout: T });
 }
 
 /**
@@ -81,8 +94,10 @@ drive(async (page) => {
   const editor = await openFile(page, cfg.file);
   await runCommand(page, "Cube: Use Local Stack");
   await toasts(page, "using the local cube-stack").first().waitFor({ timeout: T });
+  // The start-up offer of the stack, if it came at all, is not left on screen once the user chose.
+  emit("offers-after-command", { visible: await visibleToasts(page, "Use it for completions") });
 
-  // a. Add documentation from the context menu's Cube submenu; Apply in the Refactor Preview.
+  // a. Add documentation from the context menu's Cube submenu; Accept in the review diff's title bar.
   await selectLines(page, editor, cfg.add[0], cfg.add[1]);
   await editor.locator(".view-lines").click({ button: "right", position: { x: 40, y: 5 } });
   // Exact labels: a submenu's items are inside the item that opens it, whose text includes theirs.
@@ -92,22 +107,23 @@ drive(async (page) => {
   await menuItem("Add Documentation").hover();
   await page.locator(".context-view .action-menu-item:focus", { hasText: /^\s*Add Documentation\s*$/ }).waitFor({ timeout: T });
   await page.keyboard.press("Enter");
-  const apply = await previewButton(page, "Apply");
-  await page.screenshot({ path: path.join(cfg.artifacts, "chat-document-preview.png") });
-  await tickPreview(page);
-  await apply.click();
+  await reviewDiff(page, "review");
+  await page.screenshot({ path: path.join(cfg.artifacts, "chat-review-diff.png") });
+  emit("offers-at-review", { visible: await visibleToasts(page, "Use it for completions") });
+  await decideInTitle(page, "Accept");
+  emit("decided-in-title", { toasts: await visibleToasts(page, "accept the changes shown in the diff") });
   // The command returns once VS Code answered cube-lsp's applyEdit, and the extension says so.
   await page.locator(".statusbar-item", { hasText: "Add documentation: applied" }).waitFor({ timeout: T });
   await saveAndCheck(page, editor, "saved-apply", cfg.docstring);
 
-  // b. The same from the lightbulb's quick-fix menu, on another function; Discard.
+  // b. The same from the lightbulb's quick-fix menu, on another function; Reject in the notification.
   await selectLines(page, editor, cfg.scale[0], cfg.scale[1]);
   await page.keyboard.press("Control+.");
   const action = page.locator(".action-widget .monaco-list-row", { hasText: "Add documentation" }).first();
   await action.waitFor({ state: "visible", timeout: T });
   await action.click();
-  const discard = await previewButton(page, "Discard");
-  await discard.click();
+  await reviewDiff(page, "review-scale");
+  await decideInNotification(page, "Reject");
   await saveAndCheck(page, editor, "saved-discard");
 
   // c. Explain streams into the chat panel; a follow-up in the same thread; Apply a code block.
@@ -136,9 +152,8 @@ drive(async (page) => {
     answer: await secondTurn.locator(".answer").innerText(),
   });
   await applyBlock.click();
-  const applyEdit = await previewButton(page, "Apply");
-  await tickPreview(page);
-  await applyEdit.click();
+  await reviewDiff(page, "review-apply");
+  await decideInTitle(page, "Accept");
   await secondTurn.locator(".note", { hasText: "Applied." }).waitFor({ timeout: T });
   await page.screenshot({ path: path.join(cfg.artifacts, "chat-applied.png") });
   emit("applied-note", { note: await secondTurn.locator(".note").innerText() });
