@@ -8,7 +8,8 @@ a. Add documentation from the editor's context menu (Cube submenu): a diff of th
    proposed text opens, titled after the action; Accept in its title bar, and the saved file has the
    docstring with the rest unchanged;
 b. the same from the lightbulb's quick-fix menu on another function, Reject in the notification that
-   comes with the diff: the file is unchanged;
+   comes with the diff: the file is unchanged; once more, with the file changed during the review:
+   Accept applies nothing and says why;
 c. Explain streams into the chat panel (the first piece is shown while the backend holds the rest),
    the answer is rendered; a follow-up is answered in the same thread, and the backend's second
    request carries the first turn; Apply on the follow-up's code block opens the review diff, and
@@ -90,11 +91,11 @@ def _file_when(path: Path, want: str, limit_s: float = 10.0) -> str:
 
 
 class ChatScript:
-    """The scripted model: docstrings for Add documentation (add's, then scale's), the explanation
+    """The scripted model: docstrings for Add documentation (add's, then scale's twice), the explanation
     streamed in two pieces with the second held until the test releases it, then the follow-up."""
 
     def __init__(self) -> None:
-        self._documents = [_fence(ADD_DOCUMENTED), _fence(SCALE_DOCUMENTED)]
+        self._documents = [_fence(ADD_DOCUMENTED), _fence(SCALE_DOCUMENTED), _fence(SCALE_DOCUMENTED)]
         self._lock = threading.Lock()
 
     def __call__(self, request: RecordedRequest) -> Reply | None:
@@ -127,6 +128,7 @@ def test_vscode_chat_document_explain_follow_up_and_apply(tmp_path: Path, vscode
         handlers: dict[str, Any] = {
             "saved-apply": lambda _: saved.setdefault("apply", _file_when(calc, '"""Return the sum')),
             "saved-discard": lambda _: saved.setdefault("discard", calc.read_text("utf-8")),
+            "saved-stale": lambda _: saved.setdefault("stale", calc.read_text("utf-8")),
             "streaming": lambda _: backend.release(),
             "saved-follow-up": lambda _: saved.setdefault("follow-up", _file_when(calc, "sum((a, b))")),
         }
@@ -156,6 +158,9 @@ def test_vscode_chat_document_explain_follow_up_and_apply(tmp_path: Path, vscode
     # b. Rejected: the file is as it was.
     assert "Multiply every value by factor." in events["review-scale"]["proposed"]
     assert saved["discard"] == DOCUMENTED
+    # The file changed during a review: Accept applied nothing, and said why.
+    assert "the document changed during the review" in events["stale"]["toast"], events["stale"]
+    assert saved["stale"] == DOCUMENTED
     # c. Streamed: the first piece was on screen while the backend held the second.
     streaming = events["streaming"]
     assert "returns" in streaming["text"] and "nothing is checked" not in streaming["text"], streaming

@@ -6,7 +6,9 @@
  *    against the proposed text opens (`review`: its title and right side); Accept in its title bar;
  *    the saved file is read by the test (`saved-apply`).
  * b. Select `scale`, run "Cube: Add documentation" from the quick-fix (lightbulb) menu: Reject in
- *    the notification that comes with the diff; the saved file is unchanged (`saved-discard`).
+ *    the notification that comes with the diff; the saved file is unchanged (`saved-discard`). Again
+ *    from the palette, but the file changes during the review: Accept applies nothing and says why
+ *    (`stale`, `saved-stale`).
  * c. Select `add`, run Cube: Explain: the chat panel opens and shows the first streamed piece while
  *    the backend holds the rest (`streaming`: the test releases it), then the rendered answer; a
  *    follow-up question gets its answer in the same thread; Apply on its code block opens the review
@@ -125,6 +127,22 @@ drive(async (page) => {
   await reviewDiff(page, "review-scale");
   await decideInNotification(page, "Reject");
   await saveAndCheck(page, editor, "saved-discard");
+
+  // b2. Again from the palette; the file changes during the review (a key and Backspace: a new
+  // version, the same text), then Accept: nothing is applied and the user is told why.
+  await selectLines(page, editor, cfg.scale[0], cfg.scale[1]);
+  await runCommand(page, "Cube: Add Documentation");
+  await reviewDiff(page, "review-stale");
+  await page.locator('.tab[aria-label="calc.py"]').click();
+  await page.keyboard.press("Control+End");
+  await page.keyboard.type("#");
+  await page.keyboard.press("Backspace");
+  await page.locator(".tab", { hasText: "— review" }).first().click();
+  await decideInTitle(page, "Accept");
+  const stale = toasts(page, "changed during the review").first();
+  await stale.waitFor({ timeout: T });
+  emit("stale", { toast: (await stale.innerText()).replace(/\s+/g, " ") });
+  await saveAndCheck(page, editor, "saved-stale");
 
   // c. Explain streams into the chat panel; a follow-up in the same thread; Apply a code block.
   await selectLines(page, editor, cfg.explain[0], cfg.explain[1]);
