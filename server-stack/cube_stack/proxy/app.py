@@ -46,7 +46,7 @@ from cube_stack.proxy.shared_limits import (
     SharedRateLimiter,
     address_hasher,
 )
-from cube_stack.proxy.tls import TlsIdentity
+from cube_stack.tls_identity import TlsIdentity
 
 log = logging.getLogger(__name__)
 
