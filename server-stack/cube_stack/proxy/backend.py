@@ -1,12 +1,12 @@
-"""Bearer-token authentication and route authorization as a Starlette ``AuthenticationBackend``.
+"""Bearer-token authentication and route authorization for the proxy's guarded routes.
 
 :class:`BearerAuthBackend` answers one question per request: may this bearer token use this route's
 permission in this domain? Access JWTs are verified locally (:mod:`.jwks`); anything else is a PAT and
 goes to the auth service. Allow decisions are cached (:mod:`.cache`) by token hash, domain and
 permission (and PAT authentication by token hash alone), so a warm request makes no auth call and
-survives an auth outage until the entry expires; after that the request gets 503. The route and its
-domain come from the scope, put there by :class:`~cube_stack.proxy.middleware.AuthGuard`, which runs
-this backend for each route of the table.
+survives an auth outage until the entry expires; after that the request gets 503. The route is an
+argument from :class:`~cube_stack.proxy.middleware.AuthGuard` (one per route of the table), never read
+from the ASGI scope; the domain is the route's path parameter.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser
+from starlette.authentication import AuthCredentials, BaseUser
 from starlette.requests import HTTPConnection
 
 from cube_stack.proxy.authclient import AuthClient, Subject
@@ -23,7 +23,6 @@ from cube_stack.proxy.errors import BadRequestError, UnauthenticatedError
 from cube_stack.proxy.jwks import JwksVerifier, looks_like_jwt
 from cube_stack.proxy.routes import AUTH_PERMISSIONS, DOMAIN, ProxyRoute
 
-ROUTE_SCOPE_KEY = "cube.route"  # the ProxyRoute being served, set by AuthGuard
 _DOMAIN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _NEVER = float("inf")
 AUTHENTICATED = "authenticated"  # the cache's permission slot for "this PAT is valid" (domain "")
@@ -65,7 +64,7 @@ def bearer_token(conn: HTTPConnection) -> str:
     return token
 
 
-class BearerAuthBackend(AuthenticationBackend):
+class BearerAuthBackend:
     """Authenticates the bearer token and authorizes the scope's route in its domain."""
 
     def __init__(
@@ -76,9 +75,14 @@ class BearerAuthBackend(AuthenticationBackend):
         self._cache = cache
         self._clock = clock
 
-    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, ProxyUser]:
-        """Return the granted permission and the user, or raise 401/403/503."""
-        route: ProxyRoute = conn.scope[ROUTE_SCOPE_KEY]
+    async def authenticate_route(
+        self, conn: HTTPConnection, route: ProxyRoute
+    ) -> tuple[AuthCredentials, ProxyUser]:
+        """Return the granted permission for ``route`` and the user, or raise 401/403/503.
+
+        The route comes from the guard that serves it, as an argument: nothing a request or another
+        middleware can put in the ASGI scope decides which permission is checked.
+        """
         domain_id = conn.path_params[DOMAIN]
         if not _DOMAIN_ID.match(domain_id):
             raise BadRequestError("invalid domain id in the path", code="cube_proxy.invalid_domain")

@@ -18,7 +18,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cube_stack import body_limit
-from cube_stack.proxy.backend import ROUTE_SCOPE_KEY, BearerAuthBackend
+from cube_stack.proxy.backend import BearerAuthBackend
 from cube_stack.proxy.errors import (
     BadRequestError,
     CubeProxyError,
@@ -159,9 +159,8 @@ class AuthGuard:
         record.route = self.route.template
         record.permission = self.permission
         record.domain = scope.get("path_params", {}).get(DOMAIN)
-        scope[ROUTE_SCOPE_KEY] = self.route
         try:
-            credentials, user = await self.backend.authenticate(HTTPConnection(scope))
+            credentials, user = await self.backend.authenticate_route(HTTPConnection(scope), self.route)
             record.user_id = user.subject.user_id
             wait = await self.limiter.take(user.subject.user_id)
             if wait > 0:
