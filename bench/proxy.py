@@ -4,8 +4,9 @@ Four processes on 127.0.0.1, all in front of the same fake runtime:
 
 * the upstream (``bench/_proxy_upstream.py``): a raw-asyncio server speaking OpenAI and Ollama, with
   small JSON answers and streams whose first chunk leaves at once (then 4 more, 5 ms apart);
-* our proxy (``bench/_proxy_ours.py``), plain HTTP and, in a second process, TLS: auth service
-  in-process on a temporary SQLite, a PAT made at start, allow decisions cached (warm after warm-up);
+* our proxy (``bench/_proxy_ours.py``), plain HTTP and, in a second process, TLS, asking the auth
+  service as deployed: ``cube-stack auth serve`` in a process of its own (temporary SQLite) over
+  ``auth.v1`` gRPC, a PAT made at start, allow decisions cached (warm after warm-up);
 * LiteLLM's proxy (``litellm --config``) from its own venv, model ``openai/bench`` pointing at the
   upstream's ``/v1``, a master key, no database, nothing fetched from the network. Found through
   ``--litellm PATH``, else ``$CUBE_BENCH_LITELLM``, else ``litellm`` on ``PATH``; install it apart from
