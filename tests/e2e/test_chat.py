@@ -445,3 +445,78 @@ def take_page(uri: str) -> tuple[str, str, int]:
         return page.name, page.read_text(), stat.S_IMODE(page.stat().st_mode)
     finally:
         page.unlink(missing_ok=True)
+
+
+async def test_refactor_sends_the_instruction_and_applies_the_rewrite(start: Start, backend: ScriptedBackend):
+    tau = "def area(r):\n    return math.tau / 2 * r * r\n"
+    backend.script(Reply.stream("```python\n", tau, "```"))
+    client = await start(chat_settings(backend))
+    result = await run(client, "refactor", instruction="write pi as tau / 2")
+    assert result["applied"] is True
+    assert edited(client) == SOURCE.replace("math.pi * r * r", "math.tau / 2 * r * r")
+    prompt = backend.requests[-1].json["messages"][-1]["content"]
+    assert prompt.endswith("Refactor it: write pi as tau / 2")
+
+
+async def test_fix_puts_the_diagnostic_in_the_prompt_and_applies_the_fix(
+    start: Start, backend: ScriptedBackend
+):
+    backend.script(Reply.stream("```python\ndef area(r):\n    return math.pi * r ** 2\n```"))
+    client = await start(chat_settings(backend))
+    problem = types.Diagnostic(
+        range=SELECTION, message="use ** for powers", severity=types.DiagnosticSeverity.Warning, source="lint"
+    )
+    (fix,) = [a for a in await list_actions(client, [problem]) if a.data["action"] == "fix"]
+    resolved = await client.code_action_resolve_async(fix)
+    result = await execute(client, "cube.chat", resolved.command.arguments[0])
+    assert result["applied"] is True
+    assert edited(client) == SOURCE.replace("math.pi * r * r", "math.pi * r ** 2")
+    prompt = backend.requests[-1].json["messages"][-1]["content"]
+    assert "line 4: warning (lint): use ** for powers" in prompt
+
+
+@pytest.mark.parametrize(("action", "instruction"), [("tests", ""), ("ask", "why r * r?")])
+async def test_prose_actions_answer_in_markdown_and_edit_nothing(
+    start: Start, backend: ScriptedBackend, action: str, instruction: str
+):
+    answer = "```python\ndef test_area():\n    assert area(1) == math.pi\n```"
+    backend.script(Reply.stream(answer))
+    client = await start(chat_settings(backend))
+    result = await run(client, action, instruction=instruction)
+    assert result["applied"] is False and result["answer"] == answer
+    (shown,) = [plain(r) for r in client.results]  # type: ignore[attr-defined]
+    assert shown["action"] == action and shown["markdown"] == answer
+    assert client.applied == []  # type: ignore[attr-defined]
+    if instruction:
+        assert backend.requests[-1].json["messages"][-1]["content"].endswith(f"Question: {instruction}")
+
+
+async def test_a_ten_thousand_line_selection_is_cut_with_a_notice_and_not_applied(
+    start: Start, backend: ScriptedBackend
+):
+    uri = "file:///work/huge.py"
+    text = "".join(f"value_{i} = compute({i})\n" for i in range(10_000))
+    backend.script(Reply.stream("```python\nvalue_0 = compute(0)  # documented\n```"))
+    client = await start(chat_settings(backend))
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(types.TextDocumentItem(uri, "python", 1, text))
+    )
+    arguments = {"action": "document", "uri": uri, "version": 1, "range": [0, 0, 10_000, 0]}
+    result = await execute(client, "cube.chat", arguments)
+    assert result["applied"] is False and "too long" in result["reason"]
+    prompt = backend.requests[-1].json["messages"][-1]["content"]
+    assert "only its beginning is shown" in prompt and "value_9999" not in prompt
+    assert len(prompt) < 20_000  # within the budget, not the 250 kB selection
+    assert client.applied == []  # type: ignore[attr-defined]
+
+
+async def test_a_binary_document_is_refused_before_anything_is_sent(start: Start, backend: ScriptedBackend):
+    uri = "file:///work/blob.py"
+    client = await start(chat_settings(backend))
+    item = types.TextDocumentItem(uri, "python", 1, "\x00\x01ELF\x00binary\n")
+    client.text_document_did_open(types.DidOpenTextDocumentParams(item))
+    with pytest.raises(Exception, match="binary or too large"):
+        await execute(
+            client, "cube.chat", {"action": "explain", "uri": uri, "version": 1, "range": [0, 0, 1, 0]}
+        )
+    assert backend.request_count == 0
