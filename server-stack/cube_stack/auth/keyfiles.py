@@ -132,19 +132,7 @@ class KeyDirectory:
     def write(self, key: SigningKey) -> Path:
         """Write a new key's private half to ``<kid>.pem`` (0600, never over an existing file)."""
         path = self.key_path(key.kid)
-        pem = private_pem(key)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, FILE_MODE)
-        try:
-            os.fchmod(fd, FILE_MODE)  # the umask may have taken bits away; never added any
-            view = memoryview(pem)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            path.unlink(missing_ok=True)
-            raise
-        os.close(fd)
+        _write_new_private(path, private_pem(key))
         self._sync_directory()
         return path
 
@@ -237,11 +225,16 @@ def load_key_file(path: Path, state: str) -> SigningKey:
 def write_new_key_file(path: Path) -> SigningKey:
     """Make a new Ed25519 key and write it to ``path`` (0600, never over an existing file); return it."""
     key = generate_signing_key()
-    pem = private_pem(key)
+    _write_new_private(path, private_pem(key))
+    return key
+
+
+def _write_new_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file at ``path`` (0600; never over an existing file or through a link)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, FILE_MODE)
     try:
-        os.fchmod(fd, FILE_MODE)
-        view = memoryview(pem)
+        os.fchmod(fd, FILE_MODE)  # the umask may have taken bits away; never added any
+        view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
         os.fsync(fd)
@@ -250,4 +243,3 @@ def write_new_key_file(path: Path) -> SigningKey:
         path.unlink(missing_ok=True)
         raise
     os.close(fd)
-    return key
