@@ -27,7 +27,8 @@ from typing import Any
 
 import asyncpg
 import httpx
-from process_kit import HAPROXY, OutputReader, RedisServer, free_port
+import pytest
+from process_kit import HAPROXY, REDIS_SERVER, OutputReader, RedisServer, free_port
 from standalone_kit import AuthProcess, Process, clean_environ, cube_stack, cube_stack_json, login
 
 REPO = Path(__file__).resolve().parents[3]
@@ -41,6 +42,11 @@ EVERY_LINE = re.compile("")
 DEMO_MODEL = "cube-demo:random"
 EMBEDDER = "all-minilm:l6-v2"
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+ADDRESS_KEY = secrets.token_hex(32)  # the HMAC key of client addresses in Redis, the same on both proxies
+needs_balancer = pytest.mark.skipif(
+    HAPROXY is None or REDIS_SERVER is None or sys.platform != "linux",
+    reason="needs haproxy, redis-server and all of 127.0.0.0/8 on loopback",
+)
 
 
 # --------------------------------------------------------------------------------------------- processes
@@ -331,9 +337,6 @@ class Topology:
             self.redis.stop()
         if self.auth is not None and self.auth.child is not None and self.auth.child.poll() is None:
             self.auth.stop()
-
-
-ADDRESS_KEY = secrets.token_hex(32)
 
 
 def through_balancer(topology: Topology, method: str, path: str, token: str, **kwargs: Any) -> httpx.Response:

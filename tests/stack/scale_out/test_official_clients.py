@@ -24,15 +24,22 @@ import ollama
 import openai
 import pytest
 import pytest_asyncio
-from process_kit import HAPROXY, REDIS_SERVER
-from scale_out_kit import DEMO_MODEL, EMBEDDER, RuntimeProcess, Topology, create_database, drop_database
+from scale_out_kit import (
+    DEMO_MODEL,
+    EMBEDDER,
+    RuntimeProcess,
+    Topology,
+    create_database,
+    drop_database,
+    needs_balancer,
+)
 
 from cube_lsp.cube.attested import AttestationStatus, AttestorOptions, make_attested_transport
 from cube_lsp.settings import parse_settings
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(HAPROXY is None or REDIS_SERVER is None, reason="needs haproxy and redis-server"),
+    needs_balancer,
 ]
 
 PROXY_SETTINGS = {"RATE_LIMIT_BURST": "1000", "DECISION_TTL": "5"}  # limits are test_scale_out.py's topic

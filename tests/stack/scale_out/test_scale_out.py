@@ -27,7 +27,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from lsprotocol import types
-from process_kit import HAPROXY, REDIS_SERVER, RedisServer
+from process_kit import RedisServer
 from pytest_lsp import ClientServerConfig, LanguageClient
 from scale_out_kit import (
     DEMO_MODEL,
@@ -36,6 +36,7 @@ from scale_out_kit import (
     Topology,
     create_database,
     drop_database,
+    needs_balancer,
     poll_until,
     through_balancer,
 )
@@ -45,7 +46,7 @@ from tests.e2e.conftest import INLINE_CAPABILITIES, Session
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(HAPROXY is None or REDIS_SERVER is None, reason="needs haproxy and redis-server"),
+    needs_balancer,
 ]
 
 BURST = 12  # requests one user may make before the (negligible) refill: small enough to exhaust
