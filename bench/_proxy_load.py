@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import queue
 import ssl
 import time
 from typing import Any
@@ -92,7 +93,11 @@ def worker(url: str, request: bytes, connections: int, start_at: float, duration
         results = await asyncio.gather(*(drive(stream, request, deadline) for stream in streams))
         return sum(r[0] for r in results), sum(r[1] for r in results)
 
-    out.put(asyncio.run(run()))
+    try:
+        out.put(asyncio.run(run()))
+    except BaseException as error:  # the parent must hear of it, or it would wait for ever
+        out.put(f"{type(error).__name__}: {error}")
+        raise
 
 
 def build_request(url: str, headers: list[str], body: bytes) -> bytes:
@@ -125,7 +130,18 @@ def main() -> None:
     ]
     for process in workers:
         process.start()
-    results = [out.get() for _ in workers]
+    results = []
+    for _ in workers:
+        try:
+            results.append(out.get(timeout=start_at - time.time() + args.duration + 60))
+        except queue.Empty:
+            codes = [process.exitcode for process in workers]
+            raise SystemExit(
+                f"_proxy_load: a worker neither answered nor said why (exit codes {codes})"
+            ) from None
+    failed = [r for r in results if isinstance(r, str)]
+    if failed:
+        raise SystemExit(f"_proxy_load: a worker failed: {failed[0]}")
     for process in workers:
         process.join()
     print(
