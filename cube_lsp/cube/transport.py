@@ -184,8 +184,15 @@ class PoolTransport(httpx.AsyncBaseTransport):
 class _ResponseStream(httpx.AsyncByteStream):
     def __init__(self, response: httpcore.Response) -> None:
         self._response = response
+        self._iterated = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        # A second read is httpx's StreamConsumed, as with httpx's own transport: the official OpenAI
+        # client drains a stream again after its [DONE] and expects exactly that (httpcore would raise
+        # a bare RuntimeError, which failed every streamed OpenAI answer through this transport).
+        if self._iterated:
+            raise httpx.StreamConsumed()
+        self._iterated = True
         with _httpx_errors():
             async for part in self._response.aiter_stream():
                 yield part

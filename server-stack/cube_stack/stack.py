@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import platformdirs
 
 from cube_stack.agent.tls import new_tls_identity
-from cube_stack.auth.app import create_auth_app
+from cube_stack.auth.app import guarded_auth_server
 from cube_stack.auth.requests import parse_new_domain, parse_new_pat
 from cube_stack.auth.service import AuthService
 from cube_stack.auth.settings import AuthSettings
@@ -47,7 +47,7 @@ from cube_stack.proxy.authclient import InProcessAuthClient
 from cube_stack.proxy.server import ProxyServer
 from cube_stack.proxy.settings import ProxySettings
 from cube_stack.proxy.standalone import build_agent, write_simulated_policy
-from cube_stack.serving import ConnectionLimits, GuardedServer
+from cube_stack.serving import GuardedServer
 
 if TYPE_CHECKING:
     from cube_stack.runtime import OllamaRuntime, Runtime
@@ -237,13 +237,7 @@ class EmbeddedStack:
         sock = bind_tcp(self.options.host, self.options.auth_port)
         # The auth API behind the same guard as the proxy: handshake/header deadlines, connection caps,
         # no X-Forwarded-For believed (every client of the embedded stack is on loopback).
-        server = GuardedServer(
-            create_auth_app(service.settings, service=service),
-            ConnectionLimits(),
-            lifespan="on",
-            log_config=None,
-            access_log=False,
-        )
+        server = guarded_auth_server(service)
         serving = asyncio.create_task(server.serve(sockets=[sock]))
         self._exit.push_async_callback(_stop_uvicorn, server, serving, sock)
         await _wait_started(lambda: server.started, serving)

@@ -23,6 +23,7 @@ from cube_stack.auth.models import Clock, utc_now
 from cube_stack.auth.routes import ROUTES, new_instance_id
 from cube_stack.auth.service import AuthService
 from cube_stack.auth.settings import AuthSettings
+from cube_stack.serving import ConnectionLimits, GuardedServer
 
 log = logging.getLogger(__name__)
 
@@ -87,3 +88,18 @@ def create_auth_app(
     if service is not None:
         app.state.auth_service = service
     return app
+
+
+def guarded_auth_server(service: AuthService) -> GuardedServer:
+    """Return uvicorn serving the auth API behind the proxy's guard (deadlines, connection caps).
+
+    ``cube-stack up`` and ``cube-stack auth serve`` both serve it this way; no X-Forwarded-For is
+    believed unless the settings name trusted forwarders.
+    """
+    return GuardedServer(
+        create_auth_app(service.settings, service=service),
+        ConnectionLimits(),
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+    )

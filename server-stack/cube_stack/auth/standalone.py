@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from cube_stack.auth.app import create_auth_app
+from cube_stack.auth.app import guarded_auth_server
 from cube_stack.auth.errors import AuthSettingsError
 from cube_stack.auth.grpc.server import GrpcAuthServer, serve_grpc
 from cube_stack.auth.grpc.tls import ServerTLS
@@ -33,7 +33,6 @@ from cube_stack.auth.service import AuthService
 from cube_stack.auth.settings import ENV_PREFIX, AuthSettings, redacted_database_url
 from cube_stack.auth.store import create_engine
 from cube_stack.net import bind_tcp
-from cube_stack.serving import ConnectionLimits, GuardedServer
 
 log = logging.getLogger(__name__)
 
@@ -145,13 +144,7 @@ async def _serve_http(
 ) -> None:
     host, port = parse_listen("http_listen", options.http_listen)
     sock = bind_tcp(host, port)
-    server = GuardedServer(
-        create_auth_app(service.settings, service=service),
-        ConnectionLimits(),
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-    )
+    server = guarded_auth_server(service)
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     stopping = asyncio.create_task(stop.wait())
     try:
