@@ -145,6 +145,9 @@ async def serve(args: argparse.Namespace, profiler: cProfile.Profile | None) -> 
                 decision_ttl=3600.0,  # keep the cache warm for the whole run
                 rate_limit_per_minute=1e12,  # the limiter runs, but never refuses
                 rate_limit_burst=10**9,
+                # The load generator is one client address with up to 64 connections plus the
+                # sequential phase's; the default cap of 64 per address would reset one of them.
+                max_connections_per_address=256,
                 redis_url=args.redis or "",
                 redis_address_key=secrets.token_hex(32) if args.redis else None,
                 redis_lease=args.redis_lease,
