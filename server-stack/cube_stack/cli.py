@@ -118,7 +118,43 @@ def build_parser() -> argparse.ArgumentParser:
             "--allow-debug", action="store_true", help="accept debug guests (never in production)"
         )
         sub.add_argument("-o", "--output", type=Path, help="write here (default: print)")
+    add_measure_command(policy_actions)
+    hal = commands.add_parser("hal", help="the CVM image's launcher (see hal/README.md)")
+    launch_args = hal.add_subparsers(dest="action", required=True).add_parser(
+        "launch-args", help="print the QEMU arguments that launch a deployment description"
+    )
+    launch_args.add_argument("--deployment", type=Path, required=True, help="the deployment TOML")
+    launch_args.add_argument("--no-sev", action="store_true", help="no SEV-SNP: plain VM under TCG")
+    launch_args.add_argument(
+        "-0", "--null", action="store_true", help="one argument per NUL-terminated record (for scripts)"
+    )
     return parser
+
+
+def add_measure_command(policy_actions: Any) -> None:
+    """Add `cube-stack policy measure`: the expected launch measurement, and a policy pinning it."""
+    measure = policy_actions.add_parser(
+        "measure",
+        help="compute a CVM's launch measurement (sev-snp-measure) and optionally write its policy",
+        description="Prints the 96-hex-digit measurement as the last line. Give --deployment, "
+        "or the measured inputs one by one.",
+    )
+    measure.add_argument("--deployment", type=Path, help="the deployment TOML (instead of the flags below)")
+    measure.add_argument("--ovmf", type=Path, help="OVMF image: edk2's AmdSevX64 build")
+    measure.add_argument("--kernel", type=Path, help="kernel given to QEMU -kernel")
+    measure.add_argument("--initrd", type=Path, help="initramfs given to QEMU -initrd")
+    measure.add_argument("--append", help="kernel command line given to QEMU -append")
+    measure.add_argument("--vcpus", type=int, help="number of vCPUs (QEMU -smp)")
+    measure.add_argument("--vcpu-type", help="QEMU -cpu model, e.g. EPYC-v4, EPYC-Milan, EPYC-Genoa")
+    measure.add_argument("--guest-features", help="VMSA SEV_FEATURES in hex (default 0x1)")
+    measure.add_argument("--vmm-type", choices=["QEMU", "ec2", "gce"], help="default QEMU")
+    measure.add_argument("--host-data-from", type=Path, help="deployment settings JSON: pin its HOST_DATA")
+    measure.add_argument(
+        "--ovmf-only", action="store_true", help="print the firmware pages' digest alone (--snp-ovmf-hash)"
+    )
+    measure.add_argument("--product", action="append", type=product_argument)
+    measure.add_argument("--vmpl", action="append", type=int, help="allowed VMPL (default 0)")
+    measure.add_argument("-o", "--output", type=Path, help="write the client attestation policy here")
 
 
 def add_runtime_command(commands: Any) -> None:
@@ -371,6 +407,8 @@ def write_policy(args: argparse.Namespace) -> int:
     from cube_stack.policy_writer import policy_from_measurement, policy_from_report, read_report
     from cube_wire.report import parse_report
 
+    if args.action == "measure":
+        return run_measure(args)
     if args.action == "from-measurement":
         policy = policy_from_measurement(
             args.measurement,
@@ -393,6 +431,96 @@ def write_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def measure_inputs(args: argparse.Namespace) -> tuple[Any, bytes | None]:
+    """Return the LaunchInputs and HOST_DATA of `policy measure`, from --deployment or from the flags."""
+    from cube_stack.hal.deployment import LaunchInputs, load_deployment, parse_guest_features
+    from cube_wire.host_data import host_data_from_file
+
+    flags = ("ovmf", "kernel", "initrd", "append", "vcpus", "vcpu_type", "guest_features", "vmm_type")
+    given = [f"--{name.replace('_', '-')}" for name in flags if getattr(args, name) is not None]
+    if args.deployment is not None:
+        if given:
+            message = f"{', '.join(given)}: not with --deployment, which describes them all"
+            raise CubeError(message, code="hal.usage")
+        deployment = load_deployment(args.deployment)
+        host_data = deployment.host_data
+        if args.host_data_from is not None:
+            host_data = host_data_from_file(args.host_data_from)
+        return deployment.launch, host_data
+    if args.ovmf is None:
+        raise CubeError("--ovmf (or --deployment): missing", code="hal.usage")
+    if args.ovmf_only:
+        return LaunchInputs(args.ovmf, None, None, "", 1, None), None
+    if args.vcpus is None or args.vcpus < 1:
+        raise CubeError(f"--vcpus: found {args.vcpus}, wanted 1 or more", code="hal.usage")
+    vmm = args.vmm_type or "QEMU"
+    if args.vcpu_type is None and vmm == "QEMU":
+        raise CubeError("--vcpu-type: missing (EPYC-v4, EPYC-Milan, EPYC-Genoa, ...)", code="hal.usage")
+    if args.kernel is None and (args.initrd is not None or args.append):
+        raise CubeError("--initrd and --append are measured only with --kernel", code="hal.usage")
+    features = "0x1" if args.guest_features is None else args.guest_features
+    inputs = LaunchInputs(
+        firmware=args.ovmf,
+        kernel=args.kernel,
+        initramfs=args.initrd,
+        cmdline=args.append or "",
+        vcpus=args.vcpus,
+        vcpu_type=args.vcpu_type,
+        guest_features=parse_guest_features(features),
+        vmm=vmm,
+    )
+    host_data = host_data_from_file(args.host_data_from) if args.host_data_from is not None else None
+    return inputs, host_data
+
+
+def run_measure(args: argparse.Namespace) -> int:
+    """Run `cube-stack policy measure`: print what was measured, then the measurement as the last line."""
+    from cube_stack.hal.measure import firmware_measurement, launch_measurement
+    from cube_stack.policy_writer import policy_from_measurement
+
+    inputs, host_data = measure_inputs(args)
+    if args.ovmf_only:
+        print(firmware_measurement(inputs.firmware).hex())
+        return 0
+    if inputs.kernel is None:
+        print("cube-stack: no --kernel: the measurement covers the firmware only", file=sys.stderr)
+    measurement = launch_measurement(inputs).hex()
+    print(f"firmware       : {inputs.firmware}")
+    print(f"kernel         : {inputs.kernel or '(none)'}")
+    print(f"initramfs      : {inputs.initramfs or '(none: empty)'}")
+    print(f"cmdline        : {inputs.cmdline!r}")
+    print(f"vcpus          : {inputs.vcpus} x {inputs.vcpu_type or '(VMM default)'} ({inputs.vmm})")
+    print(f"guest features : {inputs.guest_features:#x}")
+    if host_data is not None:
+        print(f"host data      : {host_data.hex()}")
+    if args.output:
+        policy = policy_from_measurement(
+            measurement,
+            products=tuple(p.value for p in args.product) if args.product else ("Milan", "Genoa", "Turin"),
+            vmpls=tuple(args.vmpl or (0,)),
+            host_data_hex=host_data.hex() if host_data is not None else None,
+        )
+        args.output.write_text(json.dumps(policy, indent=2) + "\n", encoding="utf-8")
+        print(f"policy         : written to {args.output}")
+    print(measurement)
+    return 0
+
+
+def print_launch_args(args: argparse.Namespace) -> int:
+    """Run `cube-stack hal launch-args`: the QEMU arguments, shell-quoted or NUL-separated."""
+    import shlex
+
+    from cube_stack.hal.deployment import load_deployment
+    from cube_stack.hal.launch import qemu_argv
+
+    argv = qemu_argv(load_deployment(args.deployment), sev=not args.no_sev)
+    if args.null:
+        sys.stdout.write("".join(f"{arg}\0" for arg in argv))
+    else:
+        print(shlex.join(argv))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `cube-stack`."""
     import logging
@@ -400,7 +528,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     data_dir = args.data_dir or default_data_dir()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.command != "policy":
+    if args.command not in ("policy", "hal"):
         # Like ssh-agent and gpg-agent: whatever this process or its libraries create (SQLite's
         # journal files, caches) is the user's alone. Our own secrets are made 0600 explicitly too.
         os.umask(0o077)
@@ -419,6 +547,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "policy":
             return write_policy(args)
+        if args.command == "hal":
+            return print_launch_args(args)
         if args.command == "auth":
             return run_auth_command(args)
         if args.command == "runtime":
