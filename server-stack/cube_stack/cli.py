@@ -433,7 +433,7 @@ def write_policy(args: argparse.Namespace) -> int:
 
 def measure_inputs(args: argparse.Namespace) -> tuple[Any, bytes | None]:
     """Return the LaunchInputs and HOST_DATA of `policy measure`, from --deployment or from the flags."""
-    from cube_stack.hal.deployment import LaunchInputs, load_deployment, parse_guest_features
+    from cube_stack.hal.deployment import VCPU_TYPES, LaunchInputs, load_deployment, parse_guest_features
     from cube_wire.host_data import host_data_from_file
 
     flags = ("ovmf", "kernel", "initrd", "append", "vcpus", "vcpu_type", "guest_features", "vmm_type")
@@ -450,12 +450,17 @@ def measure_inputs(args: argparse.Namespace) -> tuple[Any, bytes | None]:
     if args.ovmf is None:
         raise CubeError("--ovmf (or --deployment): missing", code="hal.usage")
     if args.ovmf_only:
+        if given != ["--ovmf"] or args.host_data_from or args.output:
+            raise CubeError("--ovmf-only: takes --ovmf alone", code="hal.usage")
         return LaunchInputs(args.ovmf, None, None, "", 1, None), None
     if args.vcpus is None or args.vcpus < 1:
         raise CubeError(f"--vcpus: found {args.vcpus}, wanted 1 or more", code="hal.usage")
     vmm = args.vmm_type or "QEMU"
     if args.vcpu_type is None and vmm == "QEMU":
         raise CubeError("--vcpu-type: missing (EPYC-v4, EPYC-Milan, EPYC-Genoa, ...)", code="hal.usage")
+    if args.vcpu_type is not None and args.vcpu_type not in VCPU_TYPES:
+        message = f"--vcpu-type: found {args.vcpu_type!r}, wanted one of {list(VCPU_TYPES)}"
+        raise CubeError(message, code="hal.usage")
     if args.kernel is None and (args.initrd is not None or args.append):
         raise CubeError("--initrd and --append are measured only with --kernel", code="hal.usage")
     features = "0x1" if args.guest_features is None else args.guest_features

@@ -163,3 +163,18 @@ def test_a_real_debian_kernel_measures_stably_and_byte_exactly(tmp_path: Path):
     assert launch_measurement(inputs) == first
     flip_one_byte(kernel, kernel.stat().st_size // 2)
     assert launch_measurement(inputs) != first
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--vcpus", "1", "--vcpu-type", "EPYC-Zen9"],
+        ["--vcpus", "1"],
+        ["--vcpus", "0", "--vcpu-type", "EPYC-v4"],
+        ["--vcpus", "1", "--vcpu-type", "EPYC-v4", "--initrd", "x"],
+        ["--ovmf-only", "--vcpus", "1"],
+    ],
+)
+def test_bad_flags_are_usage_errors_not_tracebacks(args: list[str], capsys):
+    status, _, err = measure("--ovmf", str(AMDSEV), *args, capsys=capsys)
+    assert status == 1 and "[hal.usage]" in err

@@ -9,7 +9,8 @@ firmware's footer table to refuse an OVMF that would leave the kernel unmeasured
     └── HalError                    hal.error
             hal.deployment_invalid  (DeploymentError: a field of the description, named)
             hal.file_unreadable, hal.ovmf_invalid, hal.ovmf_no_kernel_hashes,
-            hal.guest_features_unsupported
+            hal.guest_features_unsupported, hal.measure_failed (sev-snp-measure's own error),
+            hal.usage (cube-stack's flags)
 """
 
 from __future__ import annotations

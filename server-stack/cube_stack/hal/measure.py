@@ -34,17 +34,22 @@ def launch_measurement(inputs: LaunchInputs) -> bytes:
     if inputs.vcpu_type is None and vmm is vmm_types.VMMType.QEMU:
         raise HalError("vcpu type: missing; QEMU puts its CPUID signature in every VMSA", code="hal.error")
     signature = vcpu_types.CPU_SIGS[inputs.vcpu_type] if inputs.vcpu_type else 0
-    digest: bytes = guest.calc_launch_digest(
-        SevMode.SEV_SNP,
-        inputs.vcpus,
-        signature,
-        str(inputs.firmware),
-        str(inputs.kernel) if inputs.kernel else None,
-        str(inputs.initramfs) if inputs.initramfs else None,
-        inputs.cmdline,
-        inputs.guest_features,
-        vmm_type=vmm,
-    )
+    try:
+        digest: bytes = guest.calc_launch_digest(
+            SevMode.SEV_SNP,
+            inputs.vcpus,
+            signature,
+            str(inputs.firmware),
+            str(inputs.kernel) if inputs.kernel else None,
+            str(inputs.initramfs) if inputs.initramfs else None,
+            inputs.cmdline,
+            inputs.guest_features,
+            vmm_type=vmm,
+        )
+    except (RuntimeError, ValueError, OSError) as exc:
+        # The one boundary where the library's exceptions become ours; our own checks above catch
+        # what we know of (firmware without kernel hashes, missing files) with a better message.
+        raise HalError(f"sev-snp-measure: {exc}", code="hal.measure_failed") from None
     return digest
 
 
@@ -54,5 +59,8 @@ def firmware_measurement(firmware: Path) -> bytes:
 
     if not footer_table(read_firmware(firmware)):
         raise HalError(f"firmware {firmware}: no OVMF footer table at its end", code="hal.ovmf_invalid")
-    digest: bytes = guest.calc_snp_ovmf_hash(str(firmware))
+    try:
+        digest: bytes = guest.calc_snp_ovmf_hash(str(firmware))
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise HalError(f"sev-snp-measure: {exc}", code="hal.measure_failed") from None
     return digest
