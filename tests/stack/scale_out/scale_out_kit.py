@@ -12,6 +12,7 @@ and check timing substituted, nothing else). The built-in runtime is one more pr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import secrets
@@ -20,7 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -368,3 +369,19 @@ def poll_until(
             return response
         assert time.monotonic() < deadline, f"still {response.status_code}: {response.text}"
         time.sleep(0.2)  # a poll interval, not synchronisation: the condition is checked every round
+
+
+@contextlib.contextmanager
+def running_topology(
+    runtime_url: str, agent_state: Path, workdir: Path, proxy_settings: Mapping[str, str]
+) -> Iterator[Topology]:
+    """Start a topology on a fresh PostgreSQL database; stop it and drop the database after."""
+    database = create_database()
+    if database is None:
+        pytest.skip("no PostgreSQL at 127.0.0.1:5432")
+    running = Topology(workdir, runtime_url, agent_state, proxy_settings)
+    try:
+        yield running.start(database)
+    finally:
+        running.stop()
+        drop_database(database)

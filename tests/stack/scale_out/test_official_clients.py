@@ -29,9 +29,8 @@ from scale_out_kit import (
     EMBEDDER,
     RuntimeProcess,
     Topology,
-    create_database,
-    drop_database,
     needs_balancer,
+    running_topology,
 )
 
 from cube_lsp.cube.attested import AttestationStatus, AttestorOptions, make_attested_transport
@@ -53,15 +52,9 @@ MINILM_DIMENSIONS = 384
 def topology(
     runtime: RuntimeProcess, agent_state: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Topology]:
-    database = create_database()
-    if database is None:
-        pytest.skip("no PostgreSQL at 127.0.0.1:5432")
-    running = Topology(tmp_path_factory.mktemp("official"), runtime.url, agent_state, PROXY_SETTINGS)
-    try:
-        yield running.start(database)
-    finally:
-        running.stop()
-        drop_database(database)
+    workdir = tmp_path_factory.mktemp("official")
+    with running_topology(runtime.url, agent_state, workdir, PROXY_SETTINGS) as running:
+        yield running
 
 
 class Attested:

@@ -34,10 +34,9 @@ from scale_out_kit import (
     Proxy,
     RuntimeProcess,
     Topology,
-    create_database,
-    drop_database,
     needs_balancer,
     poll_until,
+    running_topology,
     through_balancer,
 )
 from standalone_kit import AuthProcess, code_of
@@ -70,15 +69,9 @@ SHARED_LIMITS_BACK = re.compile(r"proxy\.shared_limits_up Redis is back")
 def topology(
     runtime: RuntimeProcess, agent_state: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Topology]:
-    database = create_database()
-    if database is None:
-        pytest.skip("no PostgreSQL at 127.0.0.1:5432")
-    running = Topology(tmp_path_factory.mktemp("scale-out"), runtime.url, agent_state, PROXY_SETTINGS)
-    try:
-        yield running.start(database)
-    finally:
-        running.stop()
-        drop_database(database)
+    workdir = tmp_path_factory.mktemp("scale-out")
+    with running_topology(runtime.url, agent_state, workdir, PROXY_SETTINGS) as running:
+        yield running
 
 
 def cube_complete(settings: Path, location: str) -> subprocess.CompletedProcess[str]:
