@@ -120,7 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("-o", "--output", type=Path, help="write here (default: print)")
     add_measure_command(policy_actions)
     hal = commands.add_parser("hal", help="the CVM image's launcher (see hal/README.md)")
-    launch_args = hal.add_subparsers(dest="action", required=True).add_parser(
+    hal_actions = hal.add_subparsers(dest="action", required=True)
+    check_kernel = hal_actions.add_parser(
+        "check-kernel", help="check a kernel config for what an SEV-SNP guest needs; list its modules"
+    )
+    check_kernel.add_argument("config", type=Path, help="the kernel's .config, e.g. /boot/config-6.1.0-...")
+    launch_args = hal_actions.add_parser(
         "launch-args", help="print the QEMU arguments that launch a deployment description"
     )
     launch_args.add_argument("--deployment", type=Path, required=True, help="the deployment TOML")
@@ -129,6 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
         "-0", "--null", action="store_true", help="one argument per NUL-terminated record (for scripts)"
     )
     return parser
+
+
+def print_kernel_check(config: Path) -> int:
+    """Print what the kernel config lacks for an SNP guest (exit 1) or the modules it needs (exit 0)."""
+    from cube_stack.hal.kernel import check_kernel_config
+
+    check = check_kernel_config(config.read_text(encoding="utf-8", errors="replace"))
+    version = ".".join(map(str, check.version)) if check.version else "unknown"
+    for option, found, why in check.missing:
+        print(f"MISSING {option} (found {found}): {why}")
+    print(f"kernel {version}: " + ("ok" if check.ok else f"{len(check.missing)} missing"))
+    print("modules for the initramfs: " + (" ".join(check.modules) or "none"))
+    return 0 if check.ok else 1
 
 
 def add_measure_command(policy_actions: Any) -> None:
@@ -552,6 +570,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "policy":
             return write_policy(args)
+        if args.command == "hal" and args.action == "check-kernel":
+            return print_kernel_check(args.config)
         if args.command == "hal":
             return print_launch_args(args)
         if args.command == "auth":
