@@ -48,6 +48,7 @@ from cube_stack.runtime.errors import (
     SocketPathTooLongError,
 )
 from cube_stack.runtime.llama import LlamaModel
+from cube_stack.runtime.model_files import PinnedModel, pin_model
 from cube_stack.runtime.names import normalize_model_name
 from cube_stack.runtime.registry import GenerationObserver, ModelRegistry
 from cube_stack.unix_socket import (
@@ -78,6 +79,9 @@ class BuiltinSettings:
     # torch threads of the embedding models, apart from llama.cpp's: indexing a workspace is batch work
     # that two threads do at ~27 chunks/s against ~15 with one (1500-char chunks, idle 2-core machine)
     embed_threads: int | None = None  # unset: every core
+    # SHA-256 of every GGUF file it may serve (the CVM image's list); a file not listed is refused before
+    # it is loaded, and what is served is the in-memory copy that was hashed. None: no list (development).
+    model_hashes: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", MappingProxyType({k: Path(v) for k, v in self.models.items()}))
@@ -141,6 +145,7 @@ class BuiltinRuntime(Runtime):
         self._serving: asyncio.Task[None] | None = None
         self._socket: socket.socket | UnixListener | None = None
         self._base_url: str | None = None
+        self._pinned: list[PinnedModel] = []  # verified in-memory copies of the models (model_hashes)
 
     @property
     def base_url(self) -> str:
@@ -157,6 +162,9 @@ class BuiltinRuntime(Runtime):
             await asyncio.to_thread(self._load_models)
         except BaseException:
             self.registry.close()
+            for pinned in self._pinned:
+                pinned.close()
+            self._pinned.clear()
             raise
         ready = asyncio.Event()
 
@@ -200,6 +208,9 @@ class BuiltinRuntime(Runtime):
         if self._socket is not None:
             self._socket.close()  # a Unix socket's file goes with it
         await asyncio.to_thread(self.registry.close)
+        for pinned in self._pinned:
+            pinned.close()
+        self._pinned.clear()
         self._server = self._serving = self._socket = None
         self._base_url = None
 
@@ -221,6 +232,10 @@ class BuiltinRuntime(Runtime):
 
     def _load_models(self) -> None:
         for name, path in self.settings.models.items():
+            if self.settings.model_hashes is not None:
+                pinned = pin_model(path, self.settings.model_hashes)
+                self._pinned.append(pinned)
+                path = pinned.path
             self.registry.add(
                 LlamaModel(name, path, n_ctx=self.settings.n_ctx, n_threads=self.settings.n_threads)
             )

@@ -20,6 +20,8 @@ flag                       variable                        meaning
 ``--threads N``            ``CUBE_RUNTIME_THREADS``        llama.cpp threads (default: the core count)
 ``--embed-threads N``      ``CUBE_RUNTIME_EMBED_THREADS``  torch threads for embeddings
 ``--n-ctx N``              ``CUBE_RUNTIME_N_CTX``          context window per GGUF model (default 4096)
+``--model-hashes FILE``    ``CUBE_RUNTIME_MODEL_HASHES``   serve only GGUF files whose SHA-256 is listed
+                                                           (``sha256sum`` format); others are refused
 =========================  ==============================  ================================================
 
 It loads every model before it listens, prints ``runtime ready: <URL>`` (``unix:/path`` or
@@ -40,6 +42,7 @@ from pathlib import Path
 
 from cube_stack.runtime.builtin import BuiltinRuntime, BuiltinSettings
 from cube_stack.runtime.demo_model import DEMO_MODEL_FILE, DEMO_MODEL_NAME, write_demo_model
+from cube_stack.runtime.model_files import load_model_hashes
 from cube_wire.errors import CubeError
 
 __all__ = ["add_runtime_arguments", "main", "settings_from"]
@@ -59,6 +62,11 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help="llama.cpp threads")
     parser.add_argument("--embed-threads", type=int, help="torch threads for embeddings")
     parser.add_argument("--n-ctx", type=int, help="context window per GGUF model, in tokens")
+    parser.add_argument(
+        "--model-hashes",
+        type=Path,
+        help="serve only GGUF files whose SHA-256 this sha256sum-style list holds",
+    )
 
 
 def _pairs(values: Sequence[str], what: str) -> dict[str, Path]:
@@ -127,6 +135,9 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Built
         "n_threads": number(args.threads, "THREADS"),
         "embed_threads": number(args.embed_threads, "EMBED_THREADS"),
     }
+    hashes = args.model_hashes or (Path(env("MODEL_HASHES")) if env("MODEL_HASHES") else None)
+    if hashes is not None:
+        settings["model_hashes"] = load_model_hashes(hashes)
     n_ctx = number(args.n_ctx, "N_CTX")
     if n_ctx is not None:
         settings["n_ctx"] = n_ctx
