@@ -28,6 +28,7 @@ from cube_stack.proxy import (
     create_proxy_app,
 )
 from cube_stack.proxy.standalone import build_auth
+from cube_stack.tls_identity import TlsIdentity
 from tests.support.fixtures import SCRIPTED_TOKEN
 from tests.support.scripted_backend import DEFAULT_DOMAIN, ScriptedBackend
 
@@ -75,11 +76,19 @@ def runtime_settings(backend: ScriptedBackend) -> dict[str, Any]:
 
 @pytest.fixture
 def make_proxy(stack: AuthStack, scripted_backend: ScriptedBackend, clock: ManualClock) -> MakeProxy:
-    """Return ``make_proxy(agent=None, auth=None, **settings)``: an async context manager serving a proxy."""
+    """Return ``make_proxy(agent=None, auth=None, identity=None, **settings)``: a proxy being served.
+
+    ``identity`` is the TLS key pair the proxy serves with and binds into attestation (made when not
+    given); a real :class:`~cube_stack.agent.Agent` must be made for that key.
+    """
 
     @contextlib.asynccontextmanager
     async def start(
-        *, agent: AttestationAgent | None = None, auth: AuthClient | None = None, **overrides: Any
+        *,
+        agent: AttestationAgent | None = None,
+        auth: AuthClient | None = None,
+        identity: TlsIdentity | None = None,
+        **overrides: Any,
     ) -> AsyncIterator[Proxy]:
         values: dict[str, Any] = {
             "host": "127.0.0.1",
@@ -93,7 +102,7 @@ def make_proxy(stack: AuthStack, scripted_backend: ScriptedBackend, clock: Manua
         values.update(overrides)
         settings = ProxySettings(**values)
         client_auth = auth or build_auth(settings)  # as python -m cube_stack.proxy: gRPC, JWKS over HTTP
-        app = create_proxy_app(settings, auth=client_auth, agent=agent, clock=clock)
+        app = create_proxy_app(settings, auth=client_auth, agent=agent, clock=clock, identity=identity)
         server = ProxyServer(app, settings)
         sock = server.bind()
         task = asyncio.create_task(server.serve([sock]))

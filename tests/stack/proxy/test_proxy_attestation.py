@@ -14,7 +14,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cube_proxy_testkit import AuthStack, MakeProxy, ManualClock, bearer
 
-from cube_stack.agent.errors import AgentRequestError
+from cube_stack.agent import Agent, SimulatedOptions, SimulatedProvider, SimulatedRoot
+from cube_stack.tls_identity import TlsIdentity
+from cube_wire.report import Product
 
 
 class FakeAgent:
@@ -152,14 +154,20 @@ async def test_an_agent_failure_is_500_without_details(make_proxy: MakeProxy, st
 async def test_a_nonce_the_agent_refuses_is_the_clients_fault(
     make_proxy: MakeProxy, stack: AuthStack
 ) -> None:
-    """The agent knows nothing of HTTP; the proxy maps its request error to 400 with the agent's words."""
+    """The real agent (SIMULATED provider) refuses an all-zero nonce; the proxy answers 400 in its words.
 
-    class Refusing:
-        async def attest(self, nonce: bytes, spki_der: bytes) -> dict[str, Any]:
-            raise AgentRequestError("nonce: found all zero bytes", code="agent.nonce_invalid")
-
-    async with make_proxy(agent=Refusing()) as proxy:
-        response = await proxy.client.post(f"/{stack.domain}/attestation", json={"nonce": "00" * 32})
-    assert response.status_code == 400
-    assert response.json()["code"] == "agent.nonce_invalid"
-    assert "all zero" in response.json()["message"]
+    The agent knows nothing of HTTP: mapping its request error to 400 is the proxy's job.
+    """
+    identity = TlsIdentity.generate(("localhost",), days=1)
+    product = Product.MILAN
+    provider = SimulatedProvider(
+        SimulatedOptions(product=product, rsa_bits=2048), root=SimulatedRoot.generate(product, rsa_bits=2048)
+    )
+    agent = Agent(provider, identity.spki_der)
+    async with make_proxy(agent=agent, identity=identity) as proxy:
+        path = f"/{stack.domain}/attestation"
+        refused = await proxy.client.post(path, json={"nonce": "00" * 32})
+        attested = await proxy.client.post(path, json={"nonce": os.urandom(32).hex()})
+    assert refused.status_code == 400
+    assert refused.json()["code"] == "agent.nonce_invalid" and "zero" in refused.json()["message"]
+    assert attested.status_code == 200 and attested.json()["simulated"] is True
