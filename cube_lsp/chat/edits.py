@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 
+from cube_lsp.languages import parse
+
 __all__ = [
     "EditResult",
     "ExtractedCode",
@@ -470,4 +472,19 @@ def place_code(document: str, start: int, end: int, code_text: str, language_id:
     new_text = eol.join(placed) + (eol if selected.endswith("\n") else "")
     if new_text == document[start:end]:
         return _refuse("the answer makes no change", "no_change")
+    if _breaks_syntax(document, document[:start] + new_text + document[end:], language_id):
+        return _refuse("the answer's code does not parse where it would go", "syntax_error")
     return EditResult(_smallest_edit(document, start, end, new_text), None)
+
+
+def _breaks_syntax(before: str, after: str, language_id: str) -> bool:
+    """Tell whether the edited document has syntax errors (tree-sitter) that the document had not.
+
+    A model that answers with broken or garbled code must not get it into the file; a document that
+    was already broken (mid-edit) keeps the old behaviour. Languages without a grammar are not checked.
+    """
+    old = parse(language_id, before.encode("utf-8", "surrogatepass"))
+    if old is None or old.root_node.has_error:
+        return False
+    new = parse(language_id, after.encode("utf-8", "surrogatepass"))
+    return new is not None and new.root_node.has_error

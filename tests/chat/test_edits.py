@@ -277,3 +277,22 @@ def test_place_code_takes_the_code_as_it_is() -> None:
     assert refused.edit is None and "outside" in (refused.reason or "")
     empty = edits.place_code(document, start, end, "  \n", "python")
     assert empty.reason == "the code in the answer is empty"
+
+
+def test_code_that_does_not_parse_is_never_applied() -> None:
+    """A garbled answer (what the random-weights demo model writes) must not replace a function."""
+    document = "import math\n\n\ndef area(r):\n    return math.pi * r * r\n"
+    start = document.index("def area")
+    garbled = "`QQQQ3PY{IcQQQjn7A\n\ncQQQQ{}\"ZR{IcQQ3PYn7A\n"
+    refused = edits.apply_answer(document, start, len(document), garbled, "python")
+    assert refused.edit is None and refused.code == "chat.syntax_error"
+    broken = "def area(r):\n    return math.pi * r *\n"
+    assert edits.place_code(document, start, len(document), broken, "python").code == "chat.syntax_error"
+
+
+def test_a_document_that_was_already_broken_is_not_judged_by_its_syntax() -> None:
+    """Mid-edit files often do not parse; the check refuses only errors the answer brings in."""
+    document = "def half(x:\n    return x / 2\n\n\ndef area(r):\n    return 3 * r * r\n"
+    start = document.index("def area")
+    fixed = "def area(r):\n    return math.pi * r * r\n"
+    assert edits.place_code(document, start, len(document), fixed, "python").edit is not None
