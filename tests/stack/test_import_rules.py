@@ -72,3 +72,19 @@ def test_the_rules_would_see_a_violation(tmp_path: Path) -> None:
     (package / "a.py").write_text("def f():\n    from cube_lsp.server import main\n\nfrom . import b\n")
     found = imports(package, "pkg")
     assert ("pkg.a", "cube_lsp.server") in found and ("pkg.a", "pkg") in found
+
+
+def test_the_in_cvm_services_load_without_the_auth_service_or_the_client() -> None:
+    """The CVM image carries the proxy, agent and runtime only: starting them must not import SQLAlchemy,
+    argon2, torch or the client (an import of those would fail at boot inside the image). grpcio's own
+    optional ``import grpc_tools`` is left out: it tolerates the package's absence."""
+    import subprocess
+
+    code = (
+        "import sys, cube_stack.proxy.standalone, cube_stack.runtime.standalone, cube_stack.agent\n"
+        "banned = ('sqlalchemy', 'argon2', 'asyncpg', 'aiosqlite', 'torch', 'sentence_transformers', 'pygls',"
+        " 'cube_lsp')\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & set(banned)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

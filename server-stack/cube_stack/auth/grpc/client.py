@@ -29,7 +29,7 @@ from cube_stack.auth.errors import (
 )
 from cube_stack.auth.grpc.codegen import Stubs, ensure_generated
 from cube_stack.auth.grpc.errors import AuthServiceUnavailableError
-from cube_stack.auth.grpc.server import ERROR_CODE_KEY, SESSION_ID_KEY
+from cube_stack.auth.grpc.metadata import ERROR_CODE_KEY, SESSION_ID_KEY
 from cube_stack.auth.grpc.tls import ClientTLS
 from cube_stack.auth.models import Principal, TokenType, UserRole
 

@@ -36,6 +36,7 @@ PROTO_ROOT = Path(__file__).parent / "proto"
 AUTH_PROTO = "auth/v1/auth.proto"
 PACKAGE_CACHE = Path(__file__).parent / "_generated"
 _ENTRY_PREFIX = "stubs_"
+PREBUILT_ENV = "CUBE_AUTH_GRPC_STUBS"
 _ABSOLUTE_IMPORT = "from auth.v1 import auth_pb2 as "
 _RELATIVE_IMPORT = "from . import auth_pb2 as "
 _load_lock = threading.Lock()  # serialises module creation in this process; holds no state
@@ -145,5 +146,12 @@ def load(entry: Path) -> Stubs:
 
 
 def ensure_generated(cache_dir: Path | None = None) -> Stubs:
-    """Return the ``auth.v1`` stubs, generating them first when the ``.proto`` has changed."""
+    """Return the ``auth.v1`` stubs, generating them first when the ``.proto`` has changed.
+
+    ``CUBE_AUTH_GRPC_STUBS`` names a directory generated ahead of time (the CVM image carries one made by
+    its build, and no grpcio-tools): it is loaded as is.
+    """
+    prebuilt = os.environ.get(PREBUILT_ENV)
+    if prebuilt and cache_dir is None:
+        return load(Path(prebuilt))
     return load(generate(cache_dir))

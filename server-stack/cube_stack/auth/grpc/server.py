@@ -30,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from cube_stack.auth.errors import AuthenticationError, AuthError, AuthorizationError, MalformedError
 from cube_stack.auth.grpc.codegen import Stubs, ensure_generated
 from cube_stack.auth.grpc.errors import AuthServiceUnavailableError
+from cube_stack.auth.grpc.metadata import ERROR_CODE_KEY, SESSION_ID_KEY
 from cube_stack.auth.grpc.tls import ServerTLS
 from cube_stack.auth.models import Principal, TokenType, UserStatus
 from cube_stack.auth.permissions import normalize_permission
@@ -37,8 +38,6 @@ from cube_stack.auth.service import AuthService
 
 log = logging.getLogger(__name__)
 
-ERROR_CODE_KEY = "cube-error-code"  # trailing-metadata key carrying the stable ``auth.*`` code
-SESSION_ID_KEY = "cube-session-id"  # request-metadata key: the access token's `sid` (see the docstring)
 _MAX_SESSION_ID = 64
 DEFAULT_PLATFORM_ID = "supermq"  # the object of platform-admin checks (SuperMQ v0.19.1, as Cube used)
 MAX_MESSAGE_BYTES = 64 * 1024  # a request holds a token and a few ids; refuse anything larger
