@@ -73,6 +73,10 @@ class ProxySettings:
     attestation_tsm_path: str = "/sys/kernel/config/tsm/report"  # the configfs-tsm report directory
     attestation_device: str = "/dev/sev-guest"  # the sev-guest character device
     attestation_state_dir: str = ""  # simulated only: keep its SIMULATED root (and a client policy) here
+    # HOST_DATA (64 hex digits) the launch must have set: the SHA-256 of the deployment settings this proxy
+    # was given (cube_wire.host_data). With SEV-SNP the start-up report must carry it, or the proxy refuses
+    # to serve (the host lied about the settings); a simulated agent puts it in its reports. Unset: no check.
+    attestation_host_data: str = ""
     runtime_api_key: str | None = field(default=None, repr=False)  # bearer sent upstream; unset: none
     connect_timeout: float = 5.0  # seconds to connect to the runtime
     first_byte_timeout: float = 300.0  # seconds until the runtime sends response headers (model load)
@@ -151,6 +155,13 @@ class ProxySettings:
             raise ProxySettingsError(
                 "attestation", f"found {self.attestation!r}, wanted one of {', '.join(ATTESTATION_MODES)}"
             )
+        if self.attestation_host_data:
+            try:
+                ok = len(bytes.fromhex(self.attestation_host_data)) == 32
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ProxySettingsError("attestation_host_data", "expected 64 hex digits (32 bytes)")
         if self.attestation_state_dir and self.attestation != "simulated":
             raise ProxySettingsError("attestation_state_dir", "is for attestation 'simulated' only")
         if self.tls and not self.tls_hostnames:

@@ -16,6 +16,8 @@ attestation send nothing).
 from __future__ import annotations
 
 import asyncio
+import base64
+import hmac
 import json
 import logging
 import os
@@ -34,8 +36,15 @@ from cube_stack.proxy.server import ProxyServer
 from cube_stack.proxy.settings import ProxySettings
 from cube_stack.tls_identity import TlsIdentity
 from cube_wire.errors import CubeError
+from cube_wire.report import parse_report
 
 log = logging.getLogger(__name__)
+
+
+class HostDataMismatchError(CubeError):
+    """The attestation report's HOST_DATA is not the digest of the deployment settings the proxy got."""
+
+    code = "proxy.host_data_mismatch"
 
 
 def build_auth(settings: ProxySettings) -> AuthClient:
@@ -64,7 +73,10 @@ async def build_agent(settings: ProxySettings, identity: TlsIdentity) -> Agent |
     simulated = None
     if settings.attestation == "simulated":
         state = Path(settings.attestation_state_dir) if settings.attestation_state_dir else None
-        simulated = SimulatedOptions(data_dir=state)
+        host_data = (
+            bytes.fromhex(settings.attestation_host_data) if settings.attestation_host_data else bytes(32)
+        )
+        simulated = SimulatedOptions(data_dir=state, host_data=host_data)
     provider = select_provider(
         settings.attestation,
         tsm_path=settings.attestation_tsm_path,
@@ -72,8 +84,26 @@ async def build_agent(settings: ProxySettings, identity: TlsIdentity) -> Agent |
         simulated=simulated,
     )
     agent = Agent(provider, identity.spki_der)
-    await agent.attest(secrets.token_bytes(32), identity.spki_der)  # the self-test: fail now, not later
+    document = await agent.attest(secrets.token_bytes(32), identity.spki_der)  # the self-test: fail now
+    if settings.attestation_host_data:
+        check_host_data(base64.b64decode(document["report"]), bytes.fromhex(settings.attestation_host_data))
     return agent
+
+
+def check_host_data(report: bytes, expected: bytes) -> None:
+    """Refuse to serve when the launch's HOST_DATA is not the digest of the settings this proxy was given.
+
+    HOST_DATA is set by the host at launch and cannot be changed by the guest; the settings reach the
+    guest through the host too. If the two disagree, the host handed the guest other settings than the
+    ones clients will check, and serving would put their code behind an auth endpoint nobody vouched for.
+    """
+    actual = parse_report(report).host_data
+    if not hmac.compare_digest(actual, expected):
+        raise HostDataMismatchError(
+            f"the launch's HOST_DATA is {actual.hex()}, but the settings given to this proxy hash to "
+            f"{expected.hex()}: relaunch with host-data set from the same settings file "
+            "(cube-stack policy measure --host-data-from)"
+        )
 
 
 def write_simulated_policy(agent: Agent | None, path: Path) -> bool:
