@@ -92,3 +92,17 @@ def test_ensure_generated_loads_messages_and_service(tmp_path: Path) -> None:
     assert stubs.auth_pb2.AuthZReq().HasField("pat_req") is False
     assert hasattr(stubs.auth_pb2_grpc, "add_AuthServiceServicer_to_server")
     assert codegen.ensure_generated(tmp_path / "cache").auth_pb2 is stubs.auth_pb2
+
+
+def test_prebuilt_stubs_named_by_the_environment_load_without_protoc(
+    proto_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CVM image carries stubs its build generated and no grpcio-tools: CUBE_AUTH_GRPC_STUBS loads them."""
+    entry = generate(tmp_path / "cache", proto_root=proto_root)
+    prebuilt = tmp_path / "image" / "auth_grpc_stubs"
+    shutil.copytree(entry, prebuilt)
+    monkeypatch.setenv(codegen.PREBUILT_ENV, str(prebuilt))
+    monkeypatch.setattr(codegen, "_run_protoc", None)  # any attempt to generate would fail loudly
+    stubs = codegen.ensure_generated()
+    assert Path(stubs.auth_pb2.__file__).parent == prebuilt
+    assert hasattr(stubs.auth_pb2_grpc, "AuthServiceStub")
