@@ -47,6 +47,7 @@ from cube_stack.runtime.errors import (
     SocketInUseError,
     SocketPathTooLongError,
 )
+from cube_stack.runtime.gguf_embeddings import LlamaEmbedder
 from cube_stack.runtime.llama import LlamaModel
 from cube_stack.runtime.model_files import PinnedModel, pin_model
 from cube_stack.runtime.names import normalize_model_name
@@ -68,7 +69,9 @@ class BuiltinSettings:
     """What the built-in runtime serves and where it listens."""
 
     models: Mapping[str, Path] = field(default_factory=dict)  # GGUF files by model name (name[:tag])
-    embedders: Mapping[str, Path] = field(default_factory=dict)  # sentence-transformers directories by name
+    # Embedding models by name: a ``.gguf`` file is served by llama.cpp (no torch), a directory by
+    # sentence-transformers.
+    embedders: Mapping[str, Path] = field(default_factory=dict)
     minilm: bool = False  # also serve the packaged all-MiniLM-L6-v2 as ``all-minilm:l6-v2``
     # Listen on this Unix socket (0600, its directory 0700) instead of TCP; unset: TCP on host:port.
     socket_path: Path | None = None
@@ -76,11 +79,13 @@ class BuiltinSettings:
     port: int = 0  # TCP only; 0: pick a free port (read it from BuiltinRuntime.base_url)
     n_ctx: int = 4096  # context window per GGUF model, in tokens
     n_threads: int | None = None  # llama.cpp threads; unset: the library's default (the core count)
-    # torch threads of the embedding models, apart from llama.cpp's: indexing a workspace is batch work
-    # that two threads do at ~27 chunks/s against ~15 with one (1500-char chunks, idle 2-core machine)
+    # threads of the embedding models (torch, or llama.cpp for a GGUF embedder), apart from n_threads:
+    # indexing a workspace is batch work that two threads do at ~27 chunks/s against ~15 with one
+    # (sentence-transformers, 1500-char chunks, idle 2-core machine)
     embed_threads: int | None = None  # unset: every core
-    # SHA-256 of every GGUF file it may serve (the CVM image's list); a file not listed is refused before
-    # it is loaded, and what is served is the in-memory copy that was hashed. None: no list (development).
+    # SHA-256 of every GGUF file it may serve, embedders included (the CVM image's list); a file not
+    # listed is refused before it is loaded, and what is served is the in-memory copy that was hashed.
+    # A sentence-transformers directory cannot be pinned, so a list refuses it. None: no list (development).
     model_hashes: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
@@ -110,6 +115,18 @@ class BuiltinSettings:
             raise RuntimeSettingsError("n_threads", f"{self.n_threads} must be at least 1")
         if self.embed_threads is not None and self.embed_threads < 1:
             raise RuntimeSettingsError("embed_threads", f"{self.embed_threads} must be at least 1")
+        unpinnable = sorted(name for name, path in self.embedders.items() if not is_gguf(path))
+        if self.model_hashes is not None and unpinnable:
+            raise RuntimeSettingsError(
+                "embedders",
+                f"{unpinnable} are sentence-transformers directories, which a model hash list cannot "
+                "cover; serve them as GGUF files (python -m cube_stack.hal.embedding_model)",
+            )
+
+
+def is_gguf(path: Path) -> bool:
+    """Return whether an embedder path names a GGUF file (served by llama.cpp) rather than a directory."""
+    return path.suffix.lower() == ".gguf"
 
 
 def default_socket_path(data_dir: Path) -> Path:
@@ -232,17 +249,27 @@ class BuiltinRuntime(Runtime):
 
     def _load_models(self) -> None:
         for name, path in self.settings.models.items():
-            if self.settings.model_hashes is not None:
-                pinned = pin_model(path, self.settings.model_hashes)
-                self._pinned.append(pinned)
-                path = pinned.path
             self.registry.add(
-                LlamaModel(name, path, n_ctx=self.settings.n_ctx, n_threads=self.settings.n_threads)
+                LlamaModel(
+                    name, self._pin(path), n_ctx=self.settings.n_ctx, n_threads=self.settings.n_threads
+                )
             )
         for name, path in self.settings.embedders.items():
-            self.registry.add(SentenceEmbedder(name, path, threads=self.settings.embed_threads))
+            threads = self.settings.embed_threads
+            if is_gguf(path):
+                self.registry.add(LlamaEmbedder(name, self._pin(path), threads=threads))
+            else:
+                self.registry.add(SentenceEmbedder(name, path, threads=threads))
         if self.settings.minilm:
             self.registry.add(load_minilm(threads=self.settings.embed_threads))
+
+    def _pin(self, path: Path) -> Path:
+        """Return the path to load: with a hash list, the verified in-memory copy of ``path``."""
+        if self.settings.model_hashes is None:
+            return path
+        pinned = pin_model(path, self.settings.model_hashes)
+        self._pinned.append(pinned)
+        return pinned.path
 
 
 class _EmbeddedServer(uvicorn.Server):

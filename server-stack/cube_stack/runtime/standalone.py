@@ -13,15 +13,17 @@ flag                       variable                        meaning
                                                            pairs separated by ``,``); none: ``--demo``
 ``--demo DIR``             ``CUBE_RUNTIME_DEMO_DIR``       serve the generated RANDOM-WEIGHTS demo model,
                                                            written into DIR (proves the path, not quality)
-``--embedder NAME=DIR``    ``CUBE_RUNTIME_EMBEDDERS``      sentence-transformers model directories
+``--embedder NAME=PATH``   ``CUBE_RUNTIME_EMBEDDERS``      embedding models: a ``.gguf`` file (llama.cpp,
+                                                           no torch) or a sentence-transformers directory
 ``--no-minilm``            ``CUBE_RUNTIME_MINILM=0``       do not serve the packaged all-MiniLM-L6-v2
 ``--socket PATH``          ``CUBE_RUNTIME_SOCKET``         listen on this Unix socket (0600, directory 0700)
 ``--listen HOST:PORT``     ``CUBE_RUNTIME_LISTEN``         listen on TCP instead (loopback by default)
 ``--threads N``            ``CUBE_RUNTIME_THREADS``        llama.cpp threads (default: the core count)
-``--embed-threads N``      ``CUBE_RUNTIME_EMBED_THREADS``  torch threads for embeddings
+``--embed-threads N``      ``CUBE_RUNTIME_EMBED_THREADS``  threads for embeddings (torch or llama.cpp)
 ``--n-ctx N``              ``CUBE_RUNTIME_N_CTX``          context window per GGUF model (default 4096)
-``--model-hashes FILE``    ``CUBE_RUNTIME_MODEL_HASHES``   serve only GGUF files whose SHA-256 is listed
-                                                           (``sha256sum`` format); others are refused
+``--model-hashes FILE``    ``CUBE_RUNTIME_MODEL_HASHES``   serve only GGUF files (models and embedders)
+                                                           whose SHA-256 is listed (``sha256sum`` format);
+                                                           others, and embedder directories, are refused
 =========================  ==============================  ================================================
 
 It loads every model before it listens, prints ``runtime ready: <URL>`` (``unix:/path`` or
@@ -54,18 +56,24 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the runtime's flags (each falls back to its ``CUBE_RUNTIME_*`` variable)."""
     parser.add_argument("--model", action="append", default=[], metavar="NAME=GGUF", help="a GGUF model")
     parser.add_argument("--demo", metavar="DIR", type=Path, help="serve the RANDOM-WEIGHTS demo model")
-    parser.add_argument("--embedder", action="append", default=[], metavar="NAME=DIR")
+    parser.add_argument(
+        "--embedder",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="an embedding model: a .gguf file (llama.cpp) or a sentence-transformers directory",
+    )
     parser.add_argument("--no-minilm", action="store_true", help="do not serve all-MiniLM-L6-v2")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--socket", type=Path, help="Unix socket to listen on")
     where.add_argument("--listen", metavar="HOST:PORT", help="TCP address to listen on")
     parser.add_argument("--threads", type=int, help="llama.cpp threads")
-    parser.add_argument("--embed-threads", type=int, help="torch threads for embeddings")
+    parser.add_argument("--embed-threads", type=int, help="threads for embeddings (torch or llama.cpp)")
     parser.add_argument("--n-ctx", type=int, help="context window per GGUF model, in tokens")
     parser.add_argument(
         "--model-hashes",
         type=Path,
-        help="serve only GGUF files whose SHA-256 this sha256sum-style list holds",
+        help="serve only GGUF files (models and embedders) whose SHA-256 this sha256sum-style list holds",
     )
 
 

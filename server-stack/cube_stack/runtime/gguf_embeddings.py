@@ -1,0 +1,262 @@
+"""Text embeddings from a GGUF file with llama.cpp: the embedding path of a CVM image without torch.
+
+Bridges a GGUF embedding model (all-MiniLM-L6-v2 as :mod:`cube_stack.hal.embedding_model` converts it)
+and the runtime's ``embed`` routes. :class:`LlamaEmbedder` answers like
+:class:`~cube_stack.runtime.embeddings.SentenceEmbedder` -- same facts, token counts, L2-normalised
+vectors and truncation report -- so a client cannot tell which one served it, except by the numbers.
+
+It subclasses ``SentenceEmbedder`` only because the model registry and the routes recognise embedding
+models by that class; it shares none of its code and never imports torch.
+
+How inputs are cut: llama.cpp's tokenizer gives the same word pieces as the Hugging Face one
+(``[CLS] ... [SEP]``). An input over ``max_tokens`` keeps its first ``max_tokens - 1`` pieces and its
+final ``[SEP]``, as the Hugging Face truncation does; llama-cpp-python's own ``Llama.embed`` would drop
+the ``[SEP]`` instead, so the batches are built here. ``max_tokens`` is the file's
+``cube.embedding.max_input_tokens`` (256 for MiniLM, what sentence-transformers cuts at), else the
+batch size (``batch_tokens``, at most the trained context).
+
+Batches: inputs sorted by length and packed into one ``llama_decode`` of at most ``batch_tokens``
+(512: two full-length MiniLM inputs or dozens of short ones), each its own sequence, read back
+pooled per sequence (mean for MiniLM: the pooling the file declares).
+Flash attention is on: without it, attention over a packed batch runs at half the speed.
+
+Measured on the shared 2-core development machine (other agents at work, load 1.5-3; medians of
+interleaved runs), f16 all-MiniLM-L6-v2 (46 MB), against sentence-transformers on torch 2.13 CPU:
+
+- the vectors: min cosine 0.999997, mean 0.999998 over 66 varied texts (code from this repository,
+  prose, identifiers, non-ASCII, a text over 256 tokens); same nearest neighbour for every text;
+- 1500-character code chunks (cut to 256 tokens), 2 threads: llama.cpp ~21 chunks/s,
+  sentence-transformers ~25 chunks/s (both swing by 2x with the machine's load);
+- resident memory after loading and embedding: llama.cpp ~110 MB for the whole process,
+  sentence-transformers ~690 MB (torch alone is most of it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cube_stack.runtime.embeddings import (
+    MAX_INPUTS,
+    EmbedderFacts,
+    EmbeddingResult,
+    SentenceEmbedder,
+)
+from cube_stack.runtime.errors import BadRequestError, ModelLoadError, ModelRuntimeError
+
+__all__ = ["DEFAULT_BATCH_TOKENS", "DEFAULT_THREADS", "MAX_INPUT_TOKENS_KEY", "LlamaEmbedder"]
+
+MAX_INPUT_TOKENS_KEY = "cube.embedding.max_input_tokens"  # written by cube_stack.hal.embedding_model
+DEFAULT_THREADS = 1  # llama.cpp's spinning thread barrier collapses on a shared 2-core machine
+DEFAULT_BATCH_TOKENS = 512  # MiniLM's trained context: two full-length inputs or dozens of short ones
+
+logger = logging.getLogger(__name__)
+
+_FILE_TYPES = {0: "F32", 1: "F16", 7: "Q8_0", 32: "BF16"}
+
+
+class LlamaEmbedder(SentenceEmbedder):
+    """A GGUF embedding model in llama.cpp; :meth:`embed` blocks (run it on the model's worker)."""
+
+    def __init__(
+        self,
+        name: str,
+        path: Path,
+        *,
+        description: str = "",
+        threads: int | None = None,
+        max_tokens: int | None = None,
+        batch_tokens: int = DEFAULT_BATCH_TOKENS,
+    ) -> None:
+        """Load ``path``; unset ``threads``: one (see the module docstring); ``max_tokens``: the file's."""
+        import llama_cpp  # imported here: loading the shared library costs ~0.1 s
+
+        self.name = name
+        self._llama_cpp = llama_cpp
+        if not path.is_file():
+            raise ModelLoadError(f"model {name!r}: file {str(path)!r} does not exist")
+        threads = DEFAULT_THREADS if threads is None else threads
+        try:
+            self._llm: Any = llama_cpp.Llama(
+                model_path=str(path),
+                embedding=True,
+                pooling_type=llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED,  # what the file declares
+                # n_ctx 0: the trained context; llama-cpp-python caps n_batch and n_ubatch to it. One
+                # micro-batch holds a whole batch: an encoder must see every token of an input at once.
+                n_ctx=0,
+                n_batch=batch_tokens,
+                n_ubatch=batch_tokens,
+                n_threads=threads,
+                n_threads_batch=threads,
+                flash_attn=True,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelLoadError(f"model {name!r}: llama.cpp could not load {str(path)!r}: {exc}") from exc
+        metadata = {str(k): str(v) for k, v in self._llm.metadata.items()}
+        self._n_batch = int(self._llm.n_batch)
+        limit = max_tokens or _int(metadata.get(MAX_INPUT_TOKENS_KEY)) or self._n_batch
+        if not 1 <= limit <= self._n_batch:
+            self._llm.close()
+            raise ModelLoadError(
+                f"model {name!r}: max_tokens {limit} is outside 1..{self._n_batch} "
+                "(the batch size, at most the trained context)"
+            )
+        ctx = self._llm.ctx
+        pooling = llama_cpp.llama_pooling_type(ctx)
+        if pooling not in (
+            llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+            llama_cpp.LLAMA_POOLING_TYPE_CLS,
+            llama_cpp.LLAMA_POOLING_TYPE_LAST,
+        ):
+            self._llm.close()
+            raise ModelLoadError(
+                f"model {name!r}: {str(path)!r} declares no sentence pooling (type {pooling}); "
+                "it is not a sentence-embedding model"
+            )
+        vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
+        self._keeps_last = bool(llama_cpp.llama_vocab_get_add_eos(vocab))  # the [SEP] a cut keeps
+        self._n_seq_max = int(self._llm.context_params.n_seq_max)
+        self.dimensions = int(self._llm.n_embd())
+        self.max_tokens = limit
+        stat = path.stat()
+        self.facts = EmbedderFacts(
+            path=path,
+            size=stat.st_size,
+            digest=_sha256(path),
+            modified_at=stat.st_mtime,
+            architecture=metadata.get("general.architecture", "unknown"),
+            parameter_count=int(llama_cpp.llama_model_n_params(self._llm.model)),
+            quantization=_FILE_TYPES.get(_int(metadata.get("general.file_type")), "unknown"),
+            dimensions=self.dimensions,
+            max_tokens=self.max_tokens,
+            description=description or metadata.get("general.description", ""),
+        )
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Return each text's length in model tokens (special tokens included, before truncation)."""
+        return [len(self._tokens(text)) for text in texts]
+
+    def embed(self, texts: Sequence[str], *, truncate: bool = True) -> EmbeddingResult:
+        """Embed ``texts`` as L2-normalised vectors; with ``truncate=False`` an over-long text is a 400."""
+        if len(texts) > MAX_INPUTS:
+            raise BadRequestError(f"{len(texts)} inputs in one request; at most {MAX_INPUTS} are allowed")
+        pieces = [self._tokens(text) for text in texts]
+        counts = [len(tokens) for tokens in pieces]
+        longest = max(counts, default=0)
+        if not truncate and longest > self.max_tokens:
+            raise BadRequestError(
+                f"an input is {longest} tokens; model {self.name!r} reads at most {self.max_tokens} "
+                "(send truncate: true to cut it)"
+            )
+        truncated = tuple(i for i, count in enumerate(counts) if count > self.max_tokens)
+        if truncated:
+            logger.info(
+                "embedding %d inputs: %d longer than %d tokens were cut (longest %d)",
+                len(counts),
+                len(truncated),
+                self.max_tokens,
+                longest,
+            )
+        sequences = [self._cut(tokens) for tokens in pieces]
+        return EmbeddingResult(
+            vectors=self._encode(sequences),
+            token_count=sum(len(tokens) for tokens in sequences),
+            truncated=truncated,
+            max_tokens=self.max_tokens,
+        )
+
+    def close(self) -> None:
+        """Free the model and its context."""
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            llm.close()
+
+    def _tokens(self, text: str) -> list[int]:
+        # add_bos: llama.cpp adds the special tokens the vocabulary asks for ([CLS] and [SEP] for BERT);
+        # special=True: "[SEP]" typed in a text is a separator, as the Hugging Face tokenizer reads it.
+        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+
+    def _cut(self, tokens: list[int]) -> list[int]:
+        if len(tokens) <= self.max_tokens:
+            return tokens
+        if self._keeps_last:
+            return tokens[: self.max_tokens - 1] + tokens[-1:]
+        return tokens[: self.max_tokens]
+
+    def _encode(self, sequences: list[list[int]]) -> list[list[float]]:
+        import numpy as np
+
+        llama_cpp = self._llama_cpp
+        ctx = self._llm.ctx
+        vectors: list[Any] = [None] * len(sequences)
+        batch = llama_cpp.llama_batch_init(self._n_batch, 0, 1)
+        try:
+            group: list[int] = []
+            used = 0
+            for index in sorted(range(len(sequences)), key=lambda i: len(sequences[i])):
+                size = len(sequences[index])
+                if group and (used + size > self._n_batch or len(group) >= self._n_seq_max):
+                    self._decode(batch, [sequences[i] for i in group])
+                    for seq, i in enumerate(group):
+                        vectors[i] = self._pooled(ctx, seq, np)
+                    group, used = [], 0
+                group.append(index)
+                used += size
+            if group:
+                self._decode(batch, [sequences[i] for i in group])
+                for seq, i in enumerate(group):
+                    vectors[i] = self._pooled(ctx, seq, np)
+        finally:
+            llama_cpp.llama_batch_free(batch)
+        if not vectors:
+            return []
+        matrix = np.stack(vectors)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        matrix = matrix / np.where(norms == 0, 1, norms)
+        return matrix.astype(np.float32).tolist()  # float32 -> Python float is exact (base64 round-trips)
+
+    def _decode(self, batch: Any, sequences: list[list[int]]) -> None:
+        n = 0
+        for seq, tokens in enumerate(sequences):
+            for position, token in enumerate(tokens):
+                batch.token[n] = token
+                batch.pos[n] = position
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = seq
+                batch.logits[n] = True  # every token is an output: pooling reads them all
+                n += 1
+        batch.n_tokens = n
+        memory = self._llama_cpp.llama_get_memory(self._llm.ctx)
+        if memory:  # an encoder keeps no cache; other embedding models may
+            self._llama_cpp.llama_memory_clear(memory, True)
+        status = self._llama_cpp.llama_decode(self._llm.ctx, batch)
+        if status != 0:
+            raise ModelRuntimeError(
+                f"llama.cpp could not embed a batch of {len(sequences)} inputs ({n} tokens): status {status}",
+                code="runtime.embedding_failed",
+            )
+
+    def _pooled(self, ctx: Any, seq: int, np: Any) -> Any:
+        pointer = self._llama_cpp.llama_get_embeddings_seq(ctx, seq)
+        if not pointer:
+            raise ModelRuntimeError("llama.cpp returned no pooled embedding", code="runtime.embedding_failed")
+        return np.ctypeslib.as_array(pointer, shape=(self.dimensions,)).copy()
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(value) if value is not None else 0
+    except ValueError:
+        return 0
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
