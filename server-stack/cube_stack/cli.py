@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("-o", "--output", type=Path, help="write here (default: print)")
     add_measure_command(policy_actions)
-    hal = commands.add_parser("hal", help="the CVM image's launcher (see hal/README.md)")
+    hal = commands.add_parser("hal", help="the CVM image: build, launch (see hal/README.md)")
     hal_actions = hal.add_subparsers(dest="action", required=True)
     check_kernel = hal_actions.add_parser(
         "check-kernel", help="check a kernel config for what an SEV-SNP guest needs; list its modules"
@@ -133,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     launch_args.add_argument(
         "-0", "--null", action="store_true", help="one argument per NUL-terminated record (for scripts)"
     )
+    from cube_stack.hal.image.cli import add_image_commands
+
+    add_image_commands(hal_actions)
     return parser
 
 
@@ -572,8 +575,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return write_policy(args)
         if args.command == "hal" and args.action == "check-kernel":
             return print_kernel_check(args.config)
-        if args.command == "hal":
+        if args.command == "hal" and args.action == "launch-args":
             return print_launch_args(args)
+        if args.command == "hal":
+            from cube_stack.hal.image.cli import run_image_command
+
+            return run_image_command(args)
         if args.command == "auth":
             return run_auth_command(args)
         if args.command == "runtime":

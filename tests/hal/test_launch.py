@@ -153,3 +153,25 @@ def test_launch_cvm_refuses_an_old_qemu_and_an_invalid_description(sample, tmp_p
     new, record = fake_qemu(tmp_path, "9.2.0")
     done = run_script(str(path), qemu=new)
     assert done.returncode != 0 and "[hal.deployment_invalid]" in done.stderr and not record.exists()
+
+
+@pytest.mark.parametrize("sev", [True, False])
+def test_the_config_disk_is_attached_read_only_and_bounced_under_snp(sample, sev: bool):
+    path = sample(config_disk="config.tar")
+    (path.parent / "config.tar").write_bytes(b"\0" * 1024)
+    argv = qemu_argv(load_deployment(path), sev=sev)
+    (drive,) = options(argv, "-drive")
+    assert drive == f"file={path.parent / 'config.tar'},format=raw,if=none,id=config,readonly=on"
+    (disk,) = [d for d in options(argv, "-device") if d.startswith("virtio-blk-pci")]
+    assert ("iommu_platform=true" in disk) is sev  # an SNP guest's virtio DMA goes through bounce buffers
+    if sev:  # the disk is not measured: the measured inputs read back from the argv are unchanged
+        assert launch_inputs_from_argv(argv) == load_deployment(path).launch
+
+
+def test_without_a_config_disk_no_drive_is_attached(sample):
+    assert options(qemu_argv(load_deployment(sample())), "-drive") == []
+
+
+def test_a_missing_config_disk_is_named(sample):
+    with pytest.raises(HalError, match="config_disk"):
+        load_deployment(sample(config_disk="absent.tar"))

@@ -90,6 +90,9 @@ class Deployment:
     host_data: bytes | None = None  # HOST_DATA (32 bytes), from the settings file; None: all zero
     host_data_file: Path | None = None
     ports: tuple[Port, ...] = ()
+    # The config disk (cube-stack hal config-disk): settings.json and the model files, read-only. Not
+    # measured: the guest checks the settings against HOST_DATA and the models against the image's list.
+    config_disk: Path | None = None
 
 
 def load_deployment(path: Path) -> Deployment:
@@ -106,7 +109,7 @@ def load_deployment(path: Path) -> Deployment:
 def parse_deployment(data: Mapping[str, object], *, base_dir: Path) -> Deployment:
     """Validate a parsed description; raise :class:`DeploymentError` naming the first bad field."""
     known = {"version", "firmware", "kernel", "initramfs", "cmdline", "vcpus", "vcpu_type"}
-    known |= {"guest_features", "memory", "host_data", "ports"}
+    known |= {"guest_features", "memory", "host_data", "ports", "config_disk"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise DeploymentError(unknown[0], f"unknown key; wanted only {sorted(known)}")
@@ -131,7 +134,8 @@ def parse_deployment(data: Mapping[str, object], *, base_dir: Path) -> Deploymen
             host_data = host_data_from_file(host_data_file)
         except HostDataError as exc:
             raise DeploymentError("host_data", exc.message) from None
-    return Deployment(launch, memory, host_data, host_data_file, _ports(data.get("ports", [])))
+    config_disk = _file(data, "config_disk", base_dir) if "config_disk" in data else None
+    return Deployment(launch, memory, host_data, host_data_file, _ports(data.get("ports", [])), config_disk)
 
 
 _MISSING = object()

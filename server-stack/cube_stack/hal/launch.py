@@ -61,8 +61,20 @@ def qemu_argv(deployment: Deployment, *, sev: bool = True) -> list[str]:
         argv += ["-initrd", str(launch.initramfs)]
     if launch.cmdline:
         argv += ["-append", launch.cmdline]
+    argv += _config_disk(deployment, sev=sev)
     argv += _network(deployment, sev=sev)
     return argv
+
+
+def _config_disk(deployment: Deployment, *, sev: bool) -> list[str]:
+    """Return the read-only virtio disk with settings and models (the guest's /dev/vda), if any."""
+    if deployment.config_disk is None:
+        return []
+    device = "virtio-blk-pci,drive=config"
+    if sev:
+        device += ",disable-legacy=on,iommu_platform=true"
+    drive = f"file={deployment.config_disk},format=raw,if=none,id=config,readonly=on"
+    return ["-drive", drive, "-device", device]
 
 
 def _network(deployment: Deployment, *, sev: bool) -> list[str]:

@@ -1,0 +1,86 @@
+"""``cube-stack hal build | lock | config-disk``: the image commands (see hal/README.md)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SPEC = Path("hal/image.toml")
+DEFAULT_LOCK = Path("hal/image.lock")
+
+
+def add_image_commands(hal_actions: Any) -> None:
+    """Add the image subcommands to `cube-stack hal`."""
+    build = hal_actions.add_parser(
+        "build",
+        help="build the CVM image (initramfs + kernel) reproducibly from the lock",
+        description="Prints what it built and the initramfs SHA-256 as the last line.",
+    )
+    lock = hal_actions.add_parser("lock", help="pin the build environment's versions in hal/image.lock")
+    for sub in (build, lock):
+        sub.add_argument("--spec", type=Path, default=DEFAULT_SPEC, help="hal/image.toml")
+        sub.add_argument("--lock", type=Path, default=DEFAULT_LOCK, help="hal/image.lock")
+        sub.add_argument(
+            "--site-packages",
+            type=Path,
+            required=True,
+            help="the image's Python environment (hal/scripts/prepare-image-env.sh prints it)",
+        )
+    build.add_argument("-o", "--output", type=Path, required=True, help="directory for the outputs")
+    build.add_argument("--model-hashes", type=Path, help="allowed model list (default: the spec's)")
+    lock.add_argument("--kernel-release", default=os.uname().release, help="the kernel to boot (uname -r)")
+    lock.add_argument(
+        "--source-date-epoch",
+        type=int,
+        default=int(os.environ.get("SOURCE_DATE_EPOCH", "0")) or None,
+        help="every timestamp in the image (default: SOURCE_DATE_EPOCH, else the old lock's)",
+    )
+    disk = hal_actions.add_parser(
+        "config-disk", help="write the config disk (settings.json + model files) a CVM reads at boot"
+    )
+    disk.add_argument("-o", "--output", type=Path, required=True, help="the disk image (a tar)")
+    disk.add_argument("--settings", type=Path, required=True, help="deployment settings JSON (HOST_DATA)")
+    disk.add_argument("--model", type=Path, action="append", default=[], help="a NAME.gguf to serve")
+
+
+def run_image_command(args: argparse.Namespace) -> int:
+    """Run one of the image subcommands; CubeError propagates to cube-stack's handler."""
+    if args.action == "config-disk":
+        from cube_stack.hal.image.config_disk import write_config_disk
+
+        host_data = write_config_disk(args.output, args.settings, args.model)
+        print(f"config disk: {args.output} ({len(args.model)} model file(s))")
+        print(f"HOST_DATA {host_data.hex()}")
+        return 0
+    from cube_stack.hal.image.build import build_image, current_lock
+    from cube_stack.hal.image.spec import load_lock, load_spec, render_lock
+
+    spec = load_spec(args.spec)
+    if args.action == "lock":
+        epoch = args.source_date_epoch
+        if epoch is None:
+            epoch = load_lock(args.lock).source_date_epoch if args.lock.exists() else 0
+        lock = current_lock(
+            spec,
+            site_packages=args.site_packages,
+            kernel_release=args.kernel_release,
+            source_date_epoch=epoch,
+        )
+        args.lock.write_text(render_lock(lock))
+        print(
+            f"wrote {args.lock}: {len(lock.debian)} Debian packages, {len(lock.python)} Python distributions"
+        )
+        return 0
+    if args.model_hashes is not None:
+        import dataclasses
+
+        spec = dataclasses.replace(spec, model_hashes=args.model_hashes.resolve())
+    result = build_image(spec, load_lock(args.lock), args.output, site_packages=args.site_packages)
+    print(f"kernel:    {result.kernel}")
+    print(f"initramfs: {result.initramfs}")
+    print(f"manifest:  {result.manifest} ({result.entries} entries)")
+    print(f"size:      {result.size:,} bytes compressed, {result.uncompressed_size:,} unpacked")
+    print(result.sha256)
+    return 0
