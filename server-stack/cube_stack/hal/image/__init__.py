@@ -1,5 +1,5 @@
-"""The CVM image: a reproducible initramfs (:mod:`.build`), its ``/init`` (:mod:`.guest_init`) and config disk.
+"""The CVM image: a reproducible initramfs (:mod:`.build`), its ``/init`` (:mod:`.guest_init`), config disk.
 
-Errors: ``hal.image_spec_invalid``, ``hal.lock_mismatch``, ``hal.package_missing``,
-``hal.package_modified``, ``hal.kernel_missing``, ``hal.config_invalid`` (all :class:`~cube_stack.hal.HalError`).
+Errors (all :class:`~cube_stack.hal.HalError`): ``hal.image_spec_invalid``, ``hal.lock_mismatch``,
+``hal.package_missing``, ``hal.package_modified``, ``hal.kernel_missing``, ``hal.config_invalid``.
 """
