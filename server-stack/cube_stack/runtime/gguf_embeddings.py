@@ -18,17 +18,25 @@ batch size (``batch_tokens``, at most the trained context).
 Batches: inputs sorted by length and packed into one ``llama_decode`` of at most ``batch_tokens``
 (512: two full-length MiniLM inputs or dozens of short ones), each its own sequence, read back
 pooled per sequence (mean for MiniLM: the pooling the file declares).
-Flash attention is on: without it, attention over a packed batch runs at half the speed.
+Flash attention is on: without it a 200-token input took 1.6x as long (104 ms against 66 ms, one thread).
 
-Measured on the shared 2-core development machine (other agents at work, load 1.5-3; medians of
-interleaved runs), f16 all-MiniLM-L6-v2 (46 MB), against sentence-transformers on torch 2.13 CPU:
+Measured on the shared 2-core development machine, f16 all-MiniLM-L6-v2 (46 MB) against
+sentence-transformers (torch 2.13 CPU, f32), each in its own process, interleaved runs:
 
-- the vectors: min cosine 0.999997, mean 0.999998 over 66 varied texts (code from this repository,
-  prose, identifiers, non-ASCII, a text over 256 tokens); same nearest neighbour for every text;
-- 1500-character code chunks (cut to 256 tokens), 2 threads: llama.cpp ~21 chunks/s,
-  sentence-transformers ~25 chunks/s (both swing by 2x with the machine's load);
-- resident memory after loading and embedding: llama.cpp ~110 MB for the whole process,
-  sentence-transformers ~690 MB (torch alone is most of it).
+- vectors: min cosine 0.999997, mean 0.999999 over 62 varied texts (code from this repository, prose,
+  identifiers, non-ASCII, special-token text, inputs over 256 tokens); the same nearest neighbour for
+  every text; token counts and the inputs cut are identical;
+- 1500-character code chunks (cut to 256 tokens), machine busy with other work (load 4-5): one thread,
+  llama.cpp 11-12 chunks/s, sentence-transformers 18; two threads, llama.cpp 3.5-5.4 (!), torch 14.
+  Lightly loaded (load 1.5-2), two threads: llama.cpp ~21, torch ~35 (both swing 2x with the load).
+  Short code lines (~17 tokens), one thread, load 4-5: llama.cpp ~150/s, torch ~190/s;
+- load time 0.4 s (torch: 4.5 s warm); resident memory after loading and embedding ~200 MB for the
+  whole process (~100 MB of it the model and its buffers), sentence-transformers ~600 MB (peak 850).
+
+So llama.cpp is ~1.5x slower per thread than torch here, and one thread is its default
+(:data:`DEFAULT_THREADS`): llama.cpp's threads meet at a spinning barrier after every operation, and on
+a 2-core machine shared with other work a preempted thread stalls the other for a whole time slice
+(a 3-token input took 0.5 s with two threads under load, 4 ms with one).
 """
 
 from __future__ import annotations

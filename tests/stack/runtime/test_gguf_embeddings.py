@@ -28,6 +28,7 @@ from cube_stack.hal.embedding_model import (
     LlamaCppSourcesMissingError,
     convert_minilm,
     find_converter,
+    main,
 )
 from cube_stack.runtime.builtin import BuiltinSettings
 from cube_stack.runtime.demo_model import write_demo_model
@@ -71,7 +72,7 @@ def llama(minilm_gguf: tuple[Path, str]) -> Iterator[LlamaEmbedder]:
 
 
 def varied_texts() -> list[str]:
-    """66 distinct texts: code from this repository, prose, identifiers, non-ASCII, long inputs."""
+    """At least 60 distinct texts: code from this repository, prose, identifiers, non-ASCII, long inputs."""
     sources = sorted((REPO / "server-stack" / "cube_stack" / "runtime").glob("*.py"))
     sources += sorted((REPO / "cube_wire").glob("*.py"))
     chunks: list[str] = []
@@ -133,11 +134,18 @@ def nearest(vectors: np.ndarray) -> np.ndarray:
     return similarity.argmax(axis=1)
 
 
-def test_missing_sources_fail_naming_the_fetch_script(tmp_path: Path) -> None:
+def test_missing_sources_fail_naming_the_fetch_script(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(LlamaCppSourcesMissingError, match=FETCH_SCRIPT) as caught:
         find_converter(tmp_path / "no-sources", environ={})
     assert caught.value.code == "hal.llama_cpp_sources_missing"
     assert (REPO / FETCH_SCRIPT).is_file()
+    out = tmp_path / "out.gguf"
+    assert main(["-o", str(out), "--llama-cpp-src", str(tmp_path / "no-sources")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "hal.llama_cpp_sources_missing" in err and FETCH_SCRIPT in err
+    assert not out.exists()
 
 
 def test_conversion_is_deterministic(minilm_gguf: tuple[Path, str], converter: Path, tmp_path: Path) -> None:
