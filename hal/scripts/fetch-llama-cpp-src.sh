@@ -31,7 +31,9 @@ if [ ! -f "$dest/.complete" ]; then
         exit 1
     fi
     touch "$work/src/.complete"
-    rm -rf "$dest"  # an incomplete earlier attempt
-    mv "$work/src" "$dest"
+    if [ ! -f "$dest/.complete" ]; then  # else another run finished first: keep its copy
+        rm -rf "$dest"                   # an incomplete earlier attempt
+        mv "$work/src" "$dest"
+    fi
 fi
 echo "$dest"
