@@ -17,14 +17,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 python=${PYTHON:-python3}
 lock=hal/image.lock
-digest=$(sha256sum "$lock" | cut -c1-16)
-dir=${1:-${XDG_CACHE_HOME:-$HOME/.cache}/cube-hal/image-env-$digest}
-if [ -f "$dir/.complete" ]; then
-  echo "$dir/site-packages"
-  exit 0
-fi
-rm -rf "$dir"
-mkdir -p "$dir/wheels" "$dir/build"
 # name==version for every [python] entry of the lock
 mapfile -t pins < <("$python" - "$lock" <<'PY'
 import sys, tomllib
@@ -33,6 +25,16 @@ for name, version in sorted(lock["python"].items()):
     print(f"{name}=={version}")
 PY
 )
+# The directory is named by what it is made of: the pins and this script (its build flags), not the
+# lock's comments or Debian part, so the tests find it with the same rule (tests/hal/image/image_kit.py).
+digest=$( { printf '%s\n' "${pins[@]}"; cat "$0"; } | sha256sum | cut -c1-16)
+dir=${1:-${XDG_CACHE_HOME:-$HOME/.cache}/cube-hal/image-env-$digest}
+if [ -f "$dir/.complete" ]; then
+  echo "$dir/site-packages"
+  exit 0
+fi
+rm -rf "$dir"
+mkdir -p "$dir/wheels" "$dir/build"
 llama=""
 others=()
 for pin in "${pins[@]}"; do

@@ -180,6 +180,15 @@ def _without_binaries(entries: Iterable[Entry], keep: Iterable[str]) -> Iterator
         yield entry
 
 
+def _scripts_not_executable(entries: Iterable[Entry]) -> Iterator[Entry]:
+    """Clear the execute bits of scripts (the stdlib's ``#!`` modules): only ``/init`` runs as a program."""
+    for entry in entries:
+        if entry.kind == "file" and entry.mode & 0o111 and entry.data.startswith(b"#!"):
+            yield Entry(entry.path, entry.mode & ~0o111, entry.data)
+        else:
+            yield entry
+
+
 def _grpc_stubs() -> list[Entry]:
     """Generate the ``auth.v1`` stubs (the generator step; never committed) into image entries."""
     from cube_stack.auth.grpc import codegen
@@ -225,10 +234,14 @@ def image_entries(spec: ImageSpec, lock: ImageLock, *, site_packages: Path) -> l
     for dist in check_python_lock(spec, lock, site_packages):
         entries.extend(pydists.dist_entries(dist, exclude=spec.python_exclude))
     for name in spec.repo_packages:
-        entries.extend(pydists.source_tree_entries(_repo_package_dir(spec, name), suffixes=(".py", ".proto")))
+        package_dir = _repo_package_dir(spec, name)
+        entries.extend(
+            pydists.source_tree_entries(package_dir, suffixes=(".py", ".proto"), exclude=spec.repo_exclude)
+        )
     entries.extend(_grpc_stubs())
     entries.extend(kernel_entries(lock.kernel_release, spec.kernel_modules))
     entries.extend(_etc_entries(spec))
+    entries = list(_scripts_not_executable(entries))
     init = resources.files("cube_stack.hal.image").joinpath("guest_init.py").read_bytes()
     entries.append(_file("init", init, 0o755))
     entries.append(Entry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1)))

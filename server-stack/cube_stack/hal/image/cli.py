@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,10 @@ def add_image_commands(hal_actions: Any) -> None:
         )
     build.add_argument("-o", "--output", type=Path, required=True, help="directory for the outputs")
     build.add_argument("--model-hashes", type=Path, help="allowed model list (default: the spec's)")
-    lock.add_argument("--kernel-release", default=os.uname().release, help="the kernel to boot (uname -r)")
+    lock.add_argument(
+        "--kernel-release",
+        help="the Debian kernel to boot (default: the old lock's, else the newest in /boot)",
+    )
     lock.add_argument(
         "--source-date-epoch",
         type=int,
@@ -43,6 +47,23 @@ def add_image_commands(hal_actions: Any) -> None:
     disk.add_argument("-o", "--output", type=Path, required=True, help="the disk image (a tar)")
     disk.add_argument("--settings", type=Path, required=True, help="deployment settings JSON (HOST_DATA)")
     disk.add_argument("--model", type=Path, action="append", default=[], help="a NAME.gguf to serve")
+
+
+def newest_debian_kernel(boot: Path = Path("/boot")) -> str:
+    """Return the release of the newest ``vmlinuz-*`` in /boot.
+
+    Not the running kernel's: a build host may run anything, the image boots Debian's.
+    """
+    from cube_stack.hal import HalError
+
+    releases = sorted((p.name.removeprefix("vmlinuz-") for p in boot.glob("vmlinuz-*")), key=_version_key)
+    if not releases:
+        raise HalError("no /boot/vmlinuz-*: apt-get install linux-image-amd64", code="hal.kernel_missing")
+    return releases[-1]
+
+
+def _version_key(release: str) -> list[int]:
+    return [int(part) for part in re.findall(r"\d+", release)]
 
 
 def run_image_command(args: argparse.Namespace) -> int:
@@ -59,14 +80,13 @@ def run_image_command(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)
     if args.action == "lock":
+        old = load_lock(args.lock) if args.lock.exists() else None
         epoch = args.source_date_epoch
         if epoch is None:
-            epoch = load_lock(args.lock).source_date_epoch if args.lock.exists() else 0
+            epoch = old.source_date_epoch if old else 0
+        release = args.kernel_release or (old.kernel_release if old else newest_debian_kernel())
         lock = current_lock(
-            spec,
-            site_packages=args.site_packages,
-            kernel_release=args.kernel_release,
-            source_date_epoch=epoch,
+            spec, site_packages=args.site_packages, kernel_release=release, source_date_epoch=epoch
         )
         args.lock.write_text(render_lock(lock))
         print(

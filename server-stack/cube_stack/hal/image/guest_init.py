@@ -241,6 +241,22 @@ def read_config_disk(device: str = CONFIG_DISK) -> tuple[bytes, list[str]]:
     return settings, sorted(models)
 
 
+def model_arguments(paths: list[str]) -> list[str]:
+    """Return the runtime's ``--model`` and ``--embedder`` flags for the config disk's model files.
+
+    ``NAME.gguf`` is a model and ``NAME.embedding.gguf`` an embedding model (a llama.cpp conversion such
+    as all-MiniLM-L6-v2's); each is served as NAME.
+    """
+    flags: list[str] = []
+    for path in paths:
+        name = os.path.basename(path)[: -len(".gguf")]
+        if name.endswith(".embedding"):
+            flags += ["--embedder", f"{name[: -len('.embedding')]}={path}"]
+        else:
+            flags += ["--model", f"{name}={path}"]
+    return flags
+
+
 def spawn(argv: list[str], env: dict[str, str]) -> int:
     """Start ``argv`` with ``env`` as a child of init, its output on the console; return its pid."""
     pid = os.fork()
@@ -345,9 +361,8 @@ def main() -> None:
     wait_for_listener(int(options.get("cube.port", "8443")), proxy, timeout=300)
     log(f"proxy listening after {time.monotonic() - started:.1f} s")
     runtime_argv = [python, "-IBu", "-m", "cube_stack.runtime", "--socket", RUNTIME_SOCKET]
-    runtime_argv += ["--model-hashes", MODEL_HASHES]
-    for model in models:
-        runtime_argv += ["--model", f"{os.path.basename(model)[: -len('.gguf')]}={model}"]
+    runtime_argv += ["--model-hashes", MODEL_HASHES, "--no-minilm"]  # no torch here: embedders are GGUF
+    runtime_argv += model_arguments(models)
     if options.get("cube.threads"):
         runtime_argv += ["--threads", options["cube.threads"]]
     runtime = spawn(runtime_argv, base)

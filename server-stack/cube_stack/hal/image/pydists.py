@@ -118,7 +118,9 @@ def dist_entries(dist: metadata.Distribution, *, exclude: Iterable[str] = ()) ->
         yield Entry(f"{SITE_PACKAGES}/{relative}", stat.S_IFREG | mode, data)
 
 
-def source_tree_entries(package_dir: Path, *, suffixes: Iterable[str] = (".py",)) -> Iterator[Entry]:
+def source_tree_entries(
+    package_dir: Path, *, suffixes: Iterable[str] = (".py",), exclude: Iterable[str] = ()
+) -> Iterator[Entry]:
     """Yield a package of this repository (``cube_stack``) from its source tree, sources only.
 
     Generated and cached directories (``__pycache__``, ``_generated``) are skipped; the files are
@@ -126,9 +128,12 @@ def source_tree_entries(package_dir: Path, *, suffixes: Iterable[str] = (".py",)
     does not end up in a measured image.
     """
     allowed = tuple(suffixes)
+    patterns = tuple(exclude)
     for path in sorted(package_dir.rglob("*")):
         relative = path.relative_to(package_dir.parent)
         if any(part in ("__pycache__", "_generated") or part.startswith(".") for part in relative.parts):
+            continue
+        if any(fnmatchcase(relative.as_posix(), pattern) for pattern in patterns):
             continue
         if path.is_file() and not path.is_symlink() and path.suffix in allowed:
             yield Entry(f"{SITE_PACKAGES}/{relative.as_posix()}", stat.S_IFREG | 0o644, path.read_bytes())

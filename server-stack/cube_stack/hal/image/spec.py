@@ -37,6 +37,7 @@ class ImageSpec:
     python_roots: tuple[str, ...]
     python_exclude: tuple[str, ...]
     repo_packages: tuple[str, ...]  # this repository's packages, from the source tree
+    repo_exclude: tuple[str, ...]  # globs over their files (package-relative: "cube_stack/hal/*")
     repo_root: Path
     kernel_modules: tuple[str, ...]
     model_hashes: Path
@@ -99,6 +100,7 @@ def load_spec(path: Path) -> ImageSpec:
         python_roots=_strings(python, "roots", where),
         python_exclude=_strings(python, "exclude", where),
         repo_packages=_strings(python, "repo_packages", where),
+        repo_exclude=_strings(python, "repo_exclude", where),
         repo_root=(base / str(data.get("repo_root", ".."))).resolve(),
         kernel_modules=_strings(kernel, "modules", where),
         model_hashes=(base / model_hashes).resolve(),
