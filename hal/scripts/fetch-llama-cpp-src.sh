@@ -4,15 +4,17 @@
 # (`python -m cube_stack.hal.embedding_model`): the converter must match the llama.cpp that serves
 # the GGUF, so it comes from the same release, never from llama.cpp's main branch.
 # Idempotent: a complete copy is left alone. Prints the directory as its last line.
-#   PYTHON=...          the interpreter whose llama-cpp-python to match (default python3 on PATH)
+#   PYTHON=...          the interpreter whose llama-cpp-python to match (default python3 on PATH;
+#                       without one, the release hal/image.lock pins)
 #   CUBE_LLAMA_CPP_SRC  unpack here instead of ~/.cache/cube-hal/llama-cpp-python-<version>
 set -euo pipefail
 
 python=${PYTHON:-python3}
-version=$("$python" -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))') || {
-    echo "$0: $python has no llama-cpp-python installed; install the project first" >&2
-    exit 1
-}
+# The installed release; in a fresh environment (before the project is installed) the one the image
+# locks, which is what the project installs today.
+version=$("$python" -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))' 2>/dev/null) ||
+  version=$("$python" -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["python"]["llama-cpp-python"])' \
+    "$(dirname "$0")/../image.lock")
 dest=${CUBE_LLAMA_CPP_SRC:-${XDG_CACHE_HOME:-$HOME/.cache}/cube-hal/llama-cpp-python-$version}
 
 if [ ! -f "$dest/.complete" ]; then
