@@ -5,8 +5,8 @@ and the runtime's ``embed`` routes. :class:`LlamaEmbedder` answers like
 :class:`~cube_stack.runtime.embeddings.SentenceEmbedder` -- same facts, token counts, L2-normalised
 vectors and truncation report -- so a client cannot tell which one served it, except by the numbers.
 
-It subclasses ``SentenceEmbedder`` only because the model registry and the routes recognise embedding
-models by that class; it shares none of its code and never imports torch.
+The registry and the routes take either (:data:`cube_stack.runtime.registry.Embedder`); this module
+never imports torch.
 
 How inputs are cut: llama.cpp's tokenizer gives the same word pieces as the Hugging Face one
 (``[CLS] ... [SEP]``). An input over ``max_tokens`` keeps its first ``max_tokens - 1`` pieces and its
@@ -51,7 +51,6 @@ from cube_stack.runtime.embeddings import (
     MAX_INPUTS,
     EmbedderFacts,
     EmbeddingResult,
-    SentenceEmbedder,
 )
 from cube_stack.runtime.errors import BadRequestError, ModelLoadError, ModelRuntimeError
 
@@ -66,7 +65,7 @@ logger = logging.getLogger(__name__)
 _FILE_TYPES = {0: "F32", 1: "F16", 7: "Q8_0", 32: "BF16"}
 
 
-class LlamaEmbedder(SentenceEmbedder):
+class LlamaEmbedder:
     """A GGUF embedding model in llama.cpp; :meth:`embed` blocks (run it on the model's worker)."""
 
     def __init__(

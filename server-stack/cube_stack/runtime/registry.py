@@ -19,10 +19,13 @@ from typing import Any
 
 from cube_stack.runtime.embeddings import EmbeddingResult, SentenceEmbedder
 from cube_stack.runtime.errors import CapabilityError, ModelNotFoundError, ModelRuntimeError
+from cube_stack.runtime.gguf_embeddings import LlamaEmbedder
 from cube_stack.runtime.llama import GenerationReport, LlamaModel
 from cube_stack.runtime.names import normalize_model_name
 from cube_stack.runtime.prompts import Prompt
 from cube_stack.runtime.requests import SamplingOptions
+
+Embedder = SentenceEmbedder | LlamaEmbedder  # an embedding model: torch (the default) or llama.cpp (GGUF)
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +107,7 @@ class GenerationStream:
 class _Hosted:
     """One loaded model and its single worker thread."""
 
-    def __init__(self, model: LlamaModel | SentenceEmbedder) -> None:
+    def __init__(self, model: LlamaModel | Embedder) -> None:
         self.model = model
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"runtime-{model.name}")
 
@@ -118,7 +121,7 @@ class ModelRegistry:
         self._active: set[threading.Event] = set()
         self._lock = threading.Lock()
 
-    def add(self, model: LlamaModel | SentenceEmbedder) -> None:
+    def add(self, model: LlamaModel | Embedder) -> None:
         """Host ``model`` under its (normalised) name."""
         self._models[normalize_model_name(model.name)] = _Hosted(model)
 
@@ -126,7 +129,7 @@ class ModelRegistry:
         """Return the hosted model names, sorted."""
         return sorted(self._models)
 
-    def get(self, name: str) -> LlamaModel | SentenceEmbedder:
+    def get(self, name: str) -> LlamaModel | Embedder:
         """Return the model called ``name``; 404 when none is."""
         hosted = self._models.get(normalize_model_name(name))
         if hosted is None:
@@ -140,10 +143,10 @@ class ModelRegistry:
             raise CapabilityError(f"model {name!r} is an embedding model; it cannot generate text")
         return model
 
-    def embedder(self, name: str) -> SentenceEmbedder:
+    def embedder(self, name: str) -> Embedder:
         """Return the embedding model called ``name``; 400 for a generative model."""
         model = self.get(name)
-        if not isinstance(model, SentenceEmbedder):
+        if not isinstance(model, SentenceEmbedder | LlamaEmbedder):
             raise CapabilityError(f"model {name!r} does not produce embeddings; use an embedding model")
         return model
 
