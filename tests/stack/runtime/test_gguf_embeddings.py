@@ -285,3 +285,10 @@ def test_the_standalone_runtime_serves_the_listed_gguf_and_refuses_a_changed_byt
     assert changed.returncode == 1, err
     assert "runtime.model_not_allowed" in err and str(gguf) in err
     assert hashlib.sha256(bytes(data)).hexdigest() in err and "runtime ready" not in err
+
+
+def test_the_image_allows_exactly_this_conversion(minilm_gguf: tuple[Path, str]) -> None:
+    """hal/model-hashes.txt (what the CVM image serves) lists the hash today's conversion gives."""
+    listed = (Path(__file__).resolve().parents[3] / "hal" / "model-hashes.txt").read_text()
+    _, digest = minilm_gguf
+    assert f"{digest}  all-minilm:l6-v2.embedding.gguf" in listed.splitlines()

@@ -41,6 +41,14 @@ def add_image_commands(hal_actions: Any) -> None:
         default=int(os.environ.get("SOURCE_DATE_EPOCH", "0")) or None,
         help="every timestamp in the image (default: SOURCE_DATE_EPOCH, else the old lock's)",
     )
+    embedding = hal_actions.add_parser(
+        "embedding-model",
+        help="convert all-MiniLM-L6-v2 to GGUF with llama.cpp's converter (the image embeds without torch)",
+        description="Prints the file's SHA-256 as the last line, for hal/model-hashes.txt.",
+    )
+    embedding.add_argument("-o", "--output", type=Path, required=True, help="the GGUF file to write")
+    embedding.add_argument("--llama-cpp-src", type=Path, help="llama-cpp-python's unpacked sources")
+    embedding.add_argument("--outtype", choices=("f16", "f32"), default="f16")
     disk = hal_actions.add_parser(
         "config-disk", help="write the config disk (settings.json + model files) a CVM reads at boot"
     )
@@ -68,6 +76,13 @@ def _version_key(release: str) -> list[int]:
 
 def run_image_command(args: argparse.Namespace) -> int:
     """Run one of the image subcommands; CubeError propagates to cube-stack's handler."""
+    if args.action == "embedding-model":
+        from cube_stack.hal.embedding_model import main as convert
+
+        argv = ["-o", str(args.output), "--outtype", args.outtype]
+        if args.llama_cpp_src is not None:
+            argv += ["--llama-cpp-src", str(args.llama_cpp_src)]
+        return convert(argv)
     if args.action == "config-disk":
         from cube_stack.hal.image.config_disk import write_config_disk
 
