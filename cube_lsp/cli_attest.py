@@ -43,6 +43,7 @@ from cube_lsp.cube.attested import (
 )
 from cube_lsp.settings import Settings, parse_settings
 from cube_wire.errors import CubeError
+from cube_wire.host_data import host_data_from_file
 from cube_wire.report import AttestationReport, parse_product
 
 __all__ = ["ATTEST_OPTIONS", "Evidence", "add_attest_parser", "load_evidence", "report_fields", "run_attest"]
@@ -100,6 +101,12 @@ def add_attest_parser(commands: Any, add_options: AddOptions) -> None:
         ["vcek", "certs", "policy", "product", "at", "offline", "json"],
         helps={"policy": "attestation policy JSON (unset: authenticity only)"},
     )
+    host_data = sub.add_parser(
+        "host-data",
+        help="print the HOST_DATA a deployment's settings give (to pin in a policy, or to check a report's)",
+    )
+    host_data.add_argument("settings_file", metavar="SETTINGS", help="the deployment settings JSON")
+    add_options(host_data, [])
     endpoint = sub.add_parser("endpoint", help="attest a live proxy over the attested transport")
     endpoint.add_argument("url", metavar="URL", help="proxy base URL, https://...")
     add_options(endpoint, ["domain", "policy", "ca_bundle", "json"], required=["domain", "policy"])
@@ -112,6 +119,9 @@ def run_attest(args: argparse.Namespace) -> int:
             return _show(args)
         if args.attest_command == "verify":
             return _verify(args)
+        if args.attest_command == "host-data":
+            print(host_data_from_file(Path(args.settings_file)).hex())
+            return 0
         return _endpoint(args)
     except CubeError as error:
         print(f"cube: {error.message} [{error.code}]", file=sys.stderr)

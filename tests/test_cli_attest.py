@@ -221,3 +221,23 @@ def test_an_unknown_product_name_is_a_usage_error(capsys) -> None:
         main(["attest", *verify_args("oak_turin_v5", "--product", "Bergamo-X")])
     assert exited.value.code == 2
     assert "wanted Milan, Genoa or Turin" in capsys.readouterr().err
+
+
+def test_host_data_is_recomputed_from_the_deployment_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A client recomputes HOST_DATA from the operator's settings file: the canonical JSON's SHA-256."""
+    import hashlib
+
+    settings = tmp_path / "settings.json"
+    settings.write_text(
+        '{\n  "log_level": "info", "domain": "d-1",\n'
+        '  "auth_endpoint": "https://auth.example.com",\n  "version": 1\n}'
+    )
+    canonical = b'{"auth_endpoint":"https://auth.example.com","domain":"d-1","log_level":"info","version":1}'
+    assert main(["attest", "host-data", str(settings)]) == 0
+    assert capsys.readouterr().out.strip() == hashlib.sha256(canonical).hexdigest()
+    bad = {"version": 1, "auth_endpoint": "ftp://x", "domain": "d", "log_level": "info"}
+    settings.write_text(json.dumps(bad))
+    assert main(["attest", "host-data", str(settings)]) != 0
+    assert "auth_endpoint" in capsys.readouterr().err
