@@ -97,7 +97,7 @@ def test_ensure_generated_loads_messages_and_service(tmp_path: Path) -> None:
 def test_prebuilt_stubs_named_by_the_environment_load_without_protoc(
     proto_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The CVM image carries stubs its build generated and no grpcio-tools: CUBE_AUTH_GRPC_STUBS loads them."""
+    """The CVM image carries stubs its build made and no grpcio-tools: CUBE_AUTH_GRPC_STUBS loads them."""
     entry = generate(tmp_path / "cache", proto_root=proto_root)
     prebuilt = tmp_path / "image" / "auth_grpc_stubs"
     shutil.copytree(entry, prebuilt)
