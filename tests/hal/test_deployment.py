@@ -93,3 +93,31 @@ def test_every_accepted_vcpu_type_has_a_signature_in_sev_snp_measure():
     from cube_stack.hal.deployment import VCPU_TYPES
 
     assert set(VCPU_TYPES) <= set(CPU_SIGS)
+
+
+@pytest.mark.parametrize(
+    "cmdline",
+    [
+        "console=ttyS0 rdinit=/bin/sh",
+        "console=ttyS0 init=/usr/bin/python3.11",
+        "console=ttyS0 debug",
+        "earlyprintk=serial console=ttyS0",
+        "console=ttyS0 kgdboc=ttyS0,115200 kgdbwait",
+        "console=ttyS0 sysrq_always_enabled",
+        "console=ttyS0 single",
+        "console=ttyS0 nokaslr",
+        "console=ttyS0 mem_encrypt=off",
+        "console=ttyS0 dyndbg=+p",
+        "console=ttyS0 virtio_net.dyndbg=+p",
+    ],
+)
+def test_debug_options_on_the_measured_command_line_are_refused(sample, cmdline: str):
+    with pytest.raises(DeploymentError) as caught:
+        load_deployment(sample(cmdline=cmdline))
+    assert caught.value.field == "cmdline"
+    assert "boots without it" in caught.value.message
+
+
+def test_the_image_boot_options_are_allowed(sample):
+    cmdline = "console=ttyS0 panic=-1 quiet mem_encrypt=on cube.attestation=simulated cube.auth_grpc=a:8181"
+    assert load_deployment(sample(cmdline=cmdline)).launch.cmdline == cmdline

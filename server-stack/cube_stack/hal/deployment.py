@@ -172,7 +172,41 @@ def _cmdline(value: object) -> str:
         raise DeploymentError("cmdline", 'missing ("" for an empty command line)')
     if not isinstance(value, str) or any(c in value for c in "\0\n\r"):
         raise DeploymentError("cmdline", f"found {value!r}, wanted one line of text")
+    for word in value.split():
+        reason = debug_option(word)
+        if reason:
+            raise DeploymentError("cmdline", f"{word!r} {reason}; a measured CVM image boots without it")
     return value
+
+
+# Kernel command line options that open a way into the guest or weaken it. The command line is measured,
+# so such an image would have its own measurement, but nothing a client should ever be asked to trust.
+_DEBUG_OPTIONS = {
+    "init": "starts another program as PID 1 instead of the image's /init",
+    "rdinit": "starts another program as PID 1 instead of the image's /init",
+    "debug": "turns on kernel debug output",
+    "earlyprintk": "turns on early kernel debug output",
+    "kgdboc": "attaches the kernel debugger to a console",
+    "kgdbwait": "stops the kernel for a debugger",
+    "kgdbdbgp": "attaches the kernel debugger",
+    "sysrq_always_enabled": "lets the console send magic SysRq commands",
+    "single": "asks for single-user mode",
+    "nokaslr": "turns off kernel address randomisation",
+    "ignore_loglevel": "logs everything, whatever the level",
+    "cube.debug_shell": "asks for a shell",
+}
+
+
+def debug_option(word: str) -> str:
+    """Return why ``word`` (one command line option) is refused, or "" when it is fine."""
+    key = word.split("=", 1)[0]
+    if key in _DEBUG_OPTIONS:
+        return _DEBUG_OPTIONS[key]
+    if key == "mem_encrypt" and word != "mem_encrypt=on":
+        return "turns memory encryption off or leaves it to chance"
+    if key.endswith((".debug", ".dyndbg")) or key == "dyndbg":
+        return "turns on debug output"
+    return ""
 
 
 def _int(data: Mapping[str, object], key: str, *, lo: int, hi: int, prefix: str = "") -> int:
