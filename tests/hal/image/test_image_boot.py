@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from process_kit import OutputReader, free_port
 from standalone_kit import AuthProcess, cube_stack, cube_stack_json
@@ -137,6 +139,27 @@ def test_the_guest_checked_its_settings_and_loaded_only_listed_models(cvm: Cvm) 
     assert f"settings HOST_DATA {cvm.host_data}" in text
     assert "attestation is SIMULATED" in text  # said on the console, as everywhere else
     assert "login:" not in text and "# " not in text.splitlines()[-1]  # no shell, no getty
+
+
+def test_health_answers_through_the_forwarded_port_with_the_key_it_serves(cvm: Cvm) -> None:
+    """/health needs no token; its key hash is the one the proxy logged and the one its TLS presents."""
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    host, port = cvm.endpoint.removeprefix("https://").rsplit(":", 1)
+    response = httpx.get(f"{cvm.endpoint}/health", verify=False, timeout=60)  # a probe: no token, no code
+    assert response.status_code == 200
+    health = response.json()
+    assert health["status"] == "pass" and health["tls"] is True
+    logged = re.search(r"proxy\.listening url=\S+ tls=True spki_sha256=([0-9a-f]{64})", cvm.console.text)
+    assert logged is not None and health["spki_sha256"] == logged.group(1)
+    certificate = x509.load_pem_x509_certificate(ssl.get_server_certificate((host, int(port))).encode())
+    spki = certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert hashlib.sha256(spki).hexdigest() == health["spki_sha256"]
 
 
 def test_a_client_attests_the_booted_image_with_its_host_data_pinned(cvm: Cvm, tmp_path: Path) -> None:
