@@ -74,6 +74,34 @@ class EmbeddingResult:
     max_tokens: int = 0  # the model's input limit in tokens (special tokens included); 0: not stated
 
 
+def check_input_lengths(
+    name: str, counts: Sequence[int], inputs: int, max_tokens: int, truncate: bool
+) -> tuple[int, ...]:
+    """Return the indexes of inputs over ``max_tokens`` (to be cut), or raise what the routes answer 400.
+
+    ``counts`` are the inputs' token counts (empty when ``inputs`` is already over :data:`MAX_INPUTS`).
+    The same rule for every embedder, so a client cannot tell which one served it by its errors.
+    """
+    if inputs > MAX_INPUTS:
+        raise BadRequestError(f"{inputs} inputs in one request; at most {MAX_INPUTS} are allowed")
+    longest = max(counts, default=0)
+    if not truncate and longest > max_tokens:
+        raise BadRequestError(
+            f"an input is {longest} tokens; model {name!r} reads at most {max_tokens} "
+            "(send truncate: true to cut it)"
+        )
+    truncated = tuple(i for i, count in enumerate(counts) if count > max_tokens)
+    if truncated:
+        logger.info(
+            "embedding %d inputs: %d longer than %d tokens were cut (longest %d)",
+            len(counts),
+            len(truncated),
+            max_tokens,
+            longest,
+        )
+    return truncated
+
+
 def float32_base64(vector: Sequence[float]) -> str:
     """Return ``vector`` as OpenAI's ``encoding_format: "base64"``: base64 of little-endian float32 bytes.
 
@@ -182,24 +210,8 @@ class SentenceEmbedder:
 
     def embed(self, texts: Sequence[str], *, truncate: bool = True) -> EmbeddingResult:
         """Embed ``texts`` as L2-normalised vectors; with ``truncate=False`` an over-long text is a 400."""
-        if len(texts) > MAX_INPUTS:
-            raise BadRequestError(f"{len(texts)} inputs in one request; at most {MAX_INPUTS} are allowed")
-        counts = self.count_tokens(texts)
-        longest = max(counts, default=0)
-        if not truncate and longest > self.max_tokens:
-            raise BadRequestError(
-                f"an input is {longest} tokens; model {self.name!r} reads at most {self.max_tokens} "
-                "(send truncate: true to cut it)"
-            )
-        truncated = tuple(i for i, count in enumerate(counts) if count > self.max_tokens)
-        if truncated:
-            logger.info(
-                "embedding %d inputs: %d longer than %d tokens were cut (longest %d)",
-                len(counts),
-                len(truncated),
-                self.max_tokens,
-                longest,
-            )
+        counts = self.count_tokens(texts) if len(texts) <= MAX_INPUTS else []
+        truncated = check_input_lengths(self.name, counts, len(texts), self.max_tokens, truncate)
         vectors = self._model.encode(
             list(texts),
             batch_size=self._batch_size,

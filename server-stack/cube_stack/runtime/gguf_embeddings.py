@@ -41,18 +41,14 @@ a 2-core machine shared with other work a preempted thread stalls the other for 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cube_stack.runtime.embeddings import (
-    MAX_INPUTS,
-    EmbedderFacts,
-    EmbeddingResult,
-)
-from cube_stack.runtime.errors import BadRequestError, ModelLoadError, ModelRuntimeError
+from cube_stack.runtime.embeddings import MAX_INPUTS, EmbedderFacts, EmbeddingResult, check_input_lengths
+from cube_stack.runtime.errors import ModelLoadError, ModelRuntimeError
+from cube_stack.runtime.llama import FILE_TYPES, file_digest
 
 __all__ = ["DEFAULT_BATCH_TOKENS", "DEFAULT_THREADS", "MAX_INPUT_TOKENS_KEY", "LlamaEmbedder"]
 
@@ -61,8 +57,6 @@ DEFAULT_THREADS = 1  # llama.cpp's spinning thread barrier collapses on a shared
 DEFAULT_BATCH_TOKENS = 512  # MiniLM's trained context: two full-length inputs or dozens of short ones
 
 logger = logging.getLogger(__name__)
-
-_FILE_TYPES = {0: "F32", 1: "F16", 7: "Q8_0", 32: "BF16"}
 
 
 class LlamaEmbedder:
@@ -133,11 +127,11 @@ class LlamaEmbedder:
         self.facts = EmbedderFacts(
             path=path,
             size=stat.st_size,
-            digest=_sha256(path),
+            digest=file_digest(path),
             modified_at=stat.st_mtime,
             architecture=metadata.get("general.architecture", "unknown"),
             parameter_count=int(llama_cpp.llama_model_n_params(self._llm.model)),
-            quantization=_FILE_TYPES.get(_int(metadata.get("general.file_type")), "unknown"),
+            quantization=FILE_TYPES.get(_int(metadata.get("general.file_type")), "unknown"),
             dimensions=self.dimensions,
             max_tokens=self.max_tokens,
             description=description or metadata.get("general.description", ""),
@@ -149,25 +143,9 @@ class LlamaEmbedder:
 
     def embed(self, texts: Sequence[str], *, truncate: bool = True) -> EmbeddingResult:
         """Embed ``texts`` as L2-normalised vectors; with ``truncate=False`` an over-long text is a 400."""
-        if len(texts) > MAX_INPUTS:
-            raise BadRequestError(f"{len(texts)} inputs in one request; at most {MAX_INPUTS} are allowed")
-        pieces = [self._tokens(text) for text in texts]
+        pieces = [self._tokens(text) for text in texts] if len(texts) <= MAX_INPUTS else []
         counts = [len(tokens) for tokens in pieces]
-        longest = max(counts, default=0)
-        if not truncate and longest > self.max_tokens:
-            raise BadRequestError(
-                f"an input is {longest} tokens; model {self.name!r} reads at most {self.max_tokens} "
-                "(send truncate: true to cut it)"
-            )
-        truncated = tuple(i for i, count in enumerate(counts) if count > self.max_tokens)
-        if truncated:
-            logger.info(
-                "embedding %d inputs: %d longer than %d tokens were cut (longest %d)",
-                len(counts),
-                len(truncated),
-                self.max_tokens,
-                longest,
-            )
+        truncated = check_input_lengths(self.name, counts, len(texts), self.max_tokens, truncate)
         sequences = [self._cut(tokens) for tokens in pieces]
         return EmbeddingResult(
             vectors=self._encode(sequences),
@@ -259,11 +237,3 @@ def _int(value: str | None) -> int:
         return int(value) if value is not None else 0
     except ValueError:
         return 0
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return f"sha256:{digest.hexdigest()}"

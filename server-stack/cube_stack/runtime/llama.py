@@ -39,7 +39,7 @@ from cube_stack.runtime.stops import StopMatcher
 
 logger = logging.getLogger(__name__)
 
-_FILE_TYPES = {
+FILE_TYPES = {  # general.file_type -> the quantization name Ollama shows
     0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K", 12: "Q3_K_M",
     14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K", 32: "BF16",
 }  # fmt: skip
@@ -118,11 +118,11 @@ class LlamaModel:
         self.facts = ModelFacts(
             path=path,
             size=stat.st_size,
-            digest=_sha256(path),
+            digest=file_digest(path),
             modified_at=stat.st_mtime,
             architecture=metadata.get("general.architecture", "unknown"),
             parameter_count=int(llama_cpp.llama_model_n_params(self._llm.model)),
-            quantization=_FILE_TYPES.get(_int(metadata.get("general.file_type")), "unknown"),
+            quantization=FILE_TYPES.get(_int(metadata.get("general.file_type")), "unknown"),
             context_length=self.n_ctx,
             metadata=metadata,
             chat_template=template_source,
@@ -263,7 +263,8 @@ class LlamaModel:
         return bytes(self._llm.detokenize([token], special=True)).decode("utf-8", errors="replace")
 
 
-def _sha256(path: Path) -> str:
+def file_digest(path: Path) -> str:
+    """Return ``sha256:HEX`` of the file at ``path`` (Ollama's digest form), read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while block := handle.read(1 << 20):
