@@ -28,12 +28,14 @@ from process_kit import OutputReader, free_port
 from standalone_kit import AuthProcess, cube_stack, cube_stack_json
 
 from cube_stack.agent.simulated import SIMULATED_MEASUREMENT
+from cube_stack.hal.embedding_model import convert_minilm, find_converter
 from tests.hal.image.image_kit import REPO, Built
 
 pytestmark = pytest.mark.slow
 
 QEMU = shutil.which("qemu-system-x86_64")
 AMDSEV = REPO.parent / "shared" / "testvectors" / "snp" / "measure" / "ovmf_AmdSev_suffix.bin"
+EMBEDDING_FILE = "all-minilm:l6-v2.embedding.gguf"  # served as all-minilm:l6-v2, the client's default
 BOOT_TIMEOUT = 300.0  # TCG emulates every instruction: about 20 s to the proxy on this 2-core machine
 
 
@@ -48,6 +50,7 @@ class Cvm:
     host_data: str
     console: OutputReader
     boot_seconds: float
+    embedder: Path  # the GGUF all-MiniLM-L6-v2 the guest serves, as converted on the host
 
 
 def run(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -80,9 +83,11 @@ def cvm(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cvm]
             "log_level": "info",
         }
         (work / "settings.json").write_text(json.dumps(settings))
+        embedder = work / EMBEDDING_FILE
+        convert_minilm(embedder, converter=find_converter())  # its hash is on the image's production list
         disk = cube_stack(
             "hal", "config-disk", "-o", str(work / "config.tar"), "--settings", str(work / "settings.json"),
-            "--model", str(built.demo_model),
+            "--model", str(built.demo_model), "--model", str(embedder),
         )  # fmt: skip
         host_data = disk.split("HOST_DATA ")[1].strip()
         shutil.copy(AMDSEV, work / "OVMF.fd")
@@ -112,7 +117,7 @@ def cvm(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cvm]
         console.wait_for(r"runtime ready", timeout=BOOT_TIMEOUT)
         boot = time.monotonic() - started
         print(f"\nboot under TCG, QEMU start to runtime ready: {boot:.1f} s")
-        yield Cvm(f"https://127.0.0.1:{port}", domain, token, root, host_data, console, boot)
+        yield Cvm(f"https://127.0.0.1:{port}", domain, token, root, host_data, console, boot, embedder)
     finally:
         if guest is not None:
             guest.kill()
@@ -202,3 +207,30 @@ def test_a_completion_runs_through_the_booted_image(cvm: Cvm, tmp_path: Path) ->
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip()  # random weights: some text, through TLS, the proxy and llama.cpp in the guest
     print(f"\ncube complete through the TCG guest: {time.monotonic() - started:.1f} s")
+
+
+def test_the_guest_embeds_with_llama_cpp_as_the_host_does(cvm: Cvm) -> None:
+    """No torch in the image: the GGUF all-MiniLM-L6-v2 answers /api/embed through the proxy, and its vector
+    is the one llama.cpp gives for the same file on the host (the host library is built for another CPU,
+    so equal up to rounding)."""
+    import numpy as np
+
+    from cube_stack.runtime.gguf_embeddings import LlamaEmbedder
+
+    text = "def refresh_access_token(session): return session.post('/tokens/refresh')"
+    response = httpx.post(
+        f"{cvm.endpoint}/{cvm.domain}/api/embed",
+        json={"model": "all-minilm:l6-v2", "input": [text]},
+        headers={"Authorization": f"Bearer {cvm.token}"},
+        verify=False,  # the transport's attestation has its own tests above; this is about the model
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    (guest,) = response.json()["embeddings"]
+    host_embedder = LlamaEmbedder("all-minilm:l6-v2", cvm.embedder)
+    try:
+        (host,) = host_embedder.embed([text]).vectors
+    finally:
+        host_embedder.close()
+    assert len(guest) == 384
+    assert float(np.dot(np.asarray(guest), np.asarray(host))) > 0.9999
