@@ -1,8 +1,8 @@
 #!/usr/bin/python3.11 -IB
 """``/init`` of the CVM image: the first and only program the kernel starts (PID 1).
 
-It uses the standard library only, so nothing it imports can be missing when it runs, and it does
-exactly this, in order, then supervises:
+It uses the standard library (and ``cube_wire.host_data``, the digest rule clients share), so nothing
+it imports can be missing when it runs, and it does exactly this, in order, then supervises:
 
 1. mounts ``/proc``, ``/sys``, ``/dev`` (devtmpfs), ``/run`` and ``/tmp`` (tmpfs), and configfs when
    the kernel has it (configfs-tsm reports);
@@ -34,7 +34,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import fcntl
-import hashlib
 import json
 import os
 import signal
@@ -51,7 +50,6 @@ MODEL_HASHES = "/etc/cube/model-hashes"
 RUNTIME_SOCKET = "/run/cube/runtime/runtime.sock"
 MODEL_DIR = "/run/cube/models"
 AUTH_GRPC_STUBS = "/usr/lib/cube/auth_grpc_stubs"  # generated at build time: no grpcio-tools in the image
-SETTINGS_KEYS = ("auth_endpoint", "domain", "log_level", "version")
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 SYS_FINIT_MODULE = 313  # x86_64
@@ -201,15 +199,14 @@ def kernel_options(text: str) -> dict[str, str]:
 
 
 def canonical_settings(raw: bytes) -> tuple[dict[str, object], bytes]:
-    """Return the settings and HOST_DATA (SHA-256 of the canonical form; same rule as cube_wire.host_data)."""
+    """Return the settings and HOST_DATA, by the same code clients run (``cube attest host-data``)."""
+    from cube_wire.host_data import host_data_digest, parse_deployment_settings
+
     data = json.loads(raw)
-    if not isinstance(data, dict) or sorted(data) != sorted(SETTINGS_KEYS) or data.get("version") != 1:
-        raise ValueError(f"settings.json must have exactly the keys {list(SETTINGS_KEYS)}, version 1")
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    return data, hashlib.sha256(canonical).digest()
+    return data, host_data_digest(parse_deployment_settings(data))
 
 
-def read_config_disk(device: str = CONFIG_DISK) -> tuple[bytes, list[str]]:
+def read_config_disk(device: str = CONFIG_DISK, model_dir: str = MODEL_DIR) -> tuple[bytes, list[str]]:
     """Read ``settings.json`` and extract the ``*.gguf`` members of the config disk into tmpfs.
 
     The disk is an uncompressed tar written by the host. Nothing in it is trusted: the settings are
@@ -217,7 +214,7 @@ def read_config_disk(device: str = CONFIG_DISK) -> tuple[bytes, list[str]]:
     before loading). Member names are flattened to their base name, so a hostile archive cannot write
     outside the model directory.
     """
-    os.makedirs(MODEL_DIR, mode=0o700, exist_ok=True)
+    os.makedirs(model_dir, mode=0o700, exist_ok=True)
     settings: bytes | None = None
     models: list[str] = []
     with tarfile.open(device, mode="r:") as archive:
@@ -231,7 +228,7 @@ def read_config_disk(device: str = CONFIG_DISK) -> tuple[bytes, list[str]]:
             if base == "settings.json" and member.size <= 65536:
                 settings = source.read()
             elif base.endswith(".gguf") and not base.startswith("."):
-                target = os.path.join(MODEL_DIR, base)
+                target = os.path.join(model_dir, base)
                 with open(target, "xb") as out:
                     while chunk := source.read(1 << 20):
                         out.write(chunk)
