@@ -31,7 +31,10 @@ async function signIn(page, username, password, answer) {
   const toast = toasts(page, answer).last();
   await toast.waitFor({ timeout: T });
   const text = (await toast.innerText()).replace(/\s+/g, " ").trim();
-  await toast.locator(".codicon-notifications-clear, .codicon-close").first().click().catch(() => undefined);
+  // A toast shows its close button only under the pointer; it may also have hidden itself already, so
+  // closing it is best-effort and bounded (an unbounded click waited out playwright's 30 s default).
+  await toast.hover({ timeout: 2000 }).catch(() => undefined);
+  await toast.locator(".codicon-notifications-clear, .codicon-close").first().click({ timeout: 2000 }).catch(() => undefined);
   return text;
 }
 
