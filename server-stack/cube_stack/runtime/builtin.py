@@ -42,6 +42,7 @@ from cube_stack.runtime.base import Api, Runtime
 from cube_stack.runtime.demo_model import DEMO_MODEL_FILE, DEMO_MODEL_NAME, write_demo_model
 from cube_stack.runtime.embeddings import MINILM_NAME, SentenceEmbedder, load_minilm
 from cube_stack.runtime.errors import (
+    ModelLoadError,
     RuntimeSettingsError,
     RuntimeUnavailableError,
     SocketInUseError,
@@ -49,7 +50,8 @@ from cube_stack.runtime.errors import (
 )
 from cube_stack.runtime.gguf_embeddings import LlamaEmbedder
 from cube_stack.runtime.llama import LlamaModel
-from cube_stack.runtime.model_files import PinnedModel, pin_model
+from cube_stack.runtime.model_archive import ModelArchive
+from cube_stack.runtime.model_files import PinnedModel, pin_model, pin_stream
 from cube_stack.runtime.names import normalize_model_name
 from cube_stack.runtime.registry import GenerationObserver, ModelRegistry
 from cube_stack.unix_socket import (
@@ -87,13 +89,21 @@ class BuiltinSettings:
     # listed is refused before it is loaded, and what is served is the in-memory copy that was hashed.
     # A sentence-transformers directory cannot be pinned, so a list refuses it. None: no list (development).
     model_hashes: frozenset[str] | None = None
+    # Models and embedders read straight from a tar (the CVM's config disk), each into its hashed
+    # in-memory copy; needs model_hashes. See cube_stack.runtime.model_archive.
+    archive: ModelArchive | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", MappingProxyType({k: Path(v) for k, v in self.models.items()}))
         object.__setattr__(
             self, "embedders", MappingProxyType({k: Path(v) for k, v in self.embedders.items()})
         )
-        names = [*self.models, *self.embedders, *([MINILM_NAME] if self.minilm else [])]
+        archived = [*self.archive.models, *self.archive.embedders] if self.archive is not None else []
+        if self.archive is not None and self.model_hashes is None:
+            raise RuntimeSettingsError(
+                "model_archive", "a model archive is served only with a model hash list (--model-hashes)"
+            )
+        names = [*self.models, *self.embedders, *archived, *([MINILM_NAME] if self.minilm else [])]
         normalized = [normalize_model_name(name) for name in names]
         if len(set(normalized)) != len(normalized):
             raise RuntimeSettingsError("models", f"model names collide: {sorted(names)}")
@@ -260,8 +270,29 @@ class BuiltinRuntime(Runtime):
                 self.registry.add(LlamaEmbedder(name, self._pin(path), threads=threads))
             else:
                 self.registry.add(SentenceEmbedder(name, path, threads=threads))
+        if self.settings.archive is not None:
+            self._load_archive(self.settings.archive)
         if self.settings.minilm:
             self.registry.add(load_minilm(threads=self.settings.embed_threads))
+
+    def _load_archive(self, archive: ModelArchive) -> None:
+        """Pin each archived model straight from the tar (one copy in memory), then load that copy."""
+        assert self.settings.model_hashes is not None  # BuiltinSettings refuses an archive without
+        for tar, member, name, embedder in archive.members():
+            source = tar.extractfile(member)
+            if source is None:
+                raise ModelLoadError(f"model {name!r}: {archive.path}:{member.name} cannot be read")
+            with source:
+                pinned = pin_stream(source, f"{archive.path}:{member.name}", self.settings.model_hashes)
+            self._pinned.append(pinned)
+            if embedder:
+                self.registry.add(LlamaEmbedder(name, pinned.path, threads=self.settings.embed_threads))
+            else:
+                self.registry.add(
+                    LlamaModel(
+                        name, pinned.path, n_ctx=self.settings.n_ctx, n_threads=self.settings.n_threads
+                    )
+                )
 
     def _pin(self, path: Path) -> Path:
         """Return the path to load: with a hash list, the verified in-memory copy of ``path``."""

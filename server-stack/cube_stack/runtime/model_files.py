@@ -14,10 +14,11 @@ import hashlib
 import os
 import re
 from pathlib import Path
+from typing import BinaryIO
 
 from cube_stack.runtime.errors import ModelRuntimeError, RuntimeSettingsError
 
-__all__ = ["ModelNotAllowedError", "PinnedModel", "load_model_hashes", "pin_model"]
+__all__ = ["ModelNotAllowedError", "PinnedModel", "load_model_hashes", "pin_model", "pin_stream"]
 
 _LINE = re.compile(r"^([0-9a-fA-F]{64})\s+\*?(.+)$")
 _CHUNK = 1 << 20
@@ -74,19 +75,28 @@ class PinnedModel:
 
 def pin_model(path: Path, allowed: frozenset[str]) -> PinnedModel:
     """Copy ``path`` into private memory while hashing it; refuse it unless its SHA-256 is allowed."""
+    with path.open("rb") as source:
+        return pin_stream(source, str(path), allowed)
+
+
+def pin_stream(source: BinaryIO, label: str, allowed: frozenset[str]) -> PinnedModel:
+    """Copy ``source`` to its end into private memory while hashing it; refuse it unless allowed.
+
+    ``label`` names it in the error (a path, or ``archive:member``). A stream is enough: a model read
+    straight from the config disk's tar is held once, in the memfd, never also in a temporary file.
+    """
     digest = hashlib.sha256()
-    copy = os.memfd_create(f"cube-model-{path.name}"[:200], os.MFD_CLOEXEC)
+    copy = os.memfd_create(f"cube-model-{Path(label).name}"[:200], os.MFD_CLOEXEC)
     try:
-        with path.open("rb") as source:
-            while chunk := source.read(_CHUNK):
-                digest.update(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(copy, view) :]
+        while chunk := source.read(_CHUNK):
+            digest.update(chunk)
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(copy, view) :]
         found = digest.hexdigest()
         if found not in allowed:
             raise ModelNotAllowedError(
-                f"model file {path}: SHA-256 {found} is not in the image's list of model hashes; "
+                f"model file {label}: SHA-256 {found} is not in the image's list of model hashes; "
                 "refusing to serve it (add its hash to the image's list, or use the file that is listed)"
             )
         os.lseek(copy, 0, os.SEEK_SET)

@@ -24,6 +24,10 @@ flag                       variable                        meaning
 ``--model-hashes FILE``    ``CUBE_RUNTIME_MODEL_HASHES``   serve only GGUF files (models and embedders)
                                                            whose SHA-256 is listed (``sha256sum`` format);
                                                            others, and embedder directories, are refused
+``--model-archive TAR``    ``CUBE_RUNTIME_MODEL_ARCHIVE``  also serve the tar's ``NAME.gguf`` (model) and
+                                                           ``NAME.embedding.gguf`` (embedder) members, read
+                                                           into memory once (the CVM's config disk); needs
+                                                           ``--model-hashes``
 =========================  ==============================  ================================================
 
 It loads every model before it listens, prints ``runtime ready: <URL>`` (``unix:/path`` or
@@ -44,6 +48,7 @@ from pathlib import Path
 
 from cube_stack.runtime.builtin import BuiltinRuntime, BuiltinSettings
 from cube_stack.runtime.demo_model import DEMO_MODEL_FILE, DEMO_MODEL_NAME, write_demo_model
+from cube_stack.runtime.model_archive import read_archive
 from cube_stack.runtime.model_files import load_model_hashes
 from cube_wire.errors import CubeError
 
@@ -74,6 +79,11 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
         "--model-hashes",
         type=Path,
         help="serve only GGUF files (models and embedders) whose SHA-256 this sha256sum-style list holds",
+    )
+    parser.add_argument(
+        "--model-archive",
+        type=Path,
+        help="also serve the NAME.gguf / NAME.embedding.gguf members of this tar (needs --model-hashes)",
     )
 
 
@@ -115,7 +125,9 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Built
     models = _pairs(args.model or [v for v in env("MODELS").split(",") if v.strip()], "--model")
     embedders = _pairs(args.embedder or [v for v in env("EMBEDDERS").split(",") if v.strip()], "--embedder")
     demo = args.demo or (Path(env("DEMO_DIR")) if env("DEMO_DIR") else None)
-    if not models:
+    archive_path = args.model_archive or (Path(env("MODEL_ARCHIVE")) if env("MODEL_ARCHIVE") else None)
+    archive = read_archive(archive_path) if archive_path is not None else None
+    if not models and archive is None:
         if demo is None:
             raise CubeError(
                 "no model: give --model NAME=GGUF (or CUBE_RUNTIME_MODELS), or --demo DIR for the "
@@ -142,6 +154,7 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Built
         "port": port,
         "n_threads": number(args.threads, "THREADS"),
         "embed_threads": number(args.embed_threads, "EMBED_THREADS"),
+        "archive": archive,
     }
     hashes = args.model_hashes or (Path(env("MODEL_HASHES")) if env("MODEL_HASHES") else None)
     if hashes is not None:

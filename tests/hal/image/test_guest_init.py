@@ -57,42 +57,21 @@ def test_settings_the_client_rule_refuses_stop_the_boot(change: dict[str, object
         guest_init.canonical_settings(json.dumps({**SETTINGS, **change}).encode())
 
 
-def test_the_config_disk_cannot_write_outside_the_model_directory(tmp_path: Path) -> None:
-    models = tmp_path / "models"
+def test_settings_come_from_the_disk_and_nothing_is_extracted(tmp_path: Path) -> None:
+    before = set(tmp_path.iterdir())
     image = disk(
         tmp_path / "disk.tar",
-        {
-            "settings.json": json.dumps(SETTINGS).encode(),
-            "../../escape.gguf": b"GGUF-a",
-            "deep/dir/code.gguf": b"GGUF-b",
-            "notes.txt": b"ignored",
-            ".hidden.gguf": b"ignored",
-        },
-        links={"link.gguf": "/etc/passwd"},
+        {"../../settings.json.gguf": b"GGUF", "deep/settings.json": json.dumps(SETTINGS).encode()},
+        links={"settings.json": "/etc/passwd"},  # a link is not the settings
     )
-    raw, paths = guest_init.read_config_disk(str(image), str(models))
-    assert json.loads(raw) == SETTINGS
-    assert sorted(Path(p).name for p in paths) == ["code.gguf", "escape.gguf"]
-    assert sorted(p.name for p in models.iterdir()) == ["code.gguf", "escape.gguf"]
-    assert not (tmp_path / "escape.gguf").exists()
+    assert json.loads(guest_init.read_settings(str(image))) == SETTINGS
+    assert set(tmp_path.iterdir()) == before | {image}  # models stay on the disk for the runtime to pin
 
 
 def test_a_disk_without_settings_stops_the_boot(tmp_path: Path) -> None:
-    image = disk(tmp_path / "disk.tar", {"code.gguf": b"GGUF"})
+    image = disk(tmp_path / "disk.tar", {"code.gguf": b"GGUF", "settings.json": b"x" * 70000})
     with pytest.raises(ValueError, match=r"no settings\.json"):
-        guest_init.read_config_disk(str(image), str(tmp_path / "models"))
-
-
-def test_two_models_with_one_name_stop_the_boot(tmp_path: Path) -> None:
-    image = disk(tmp_path / "disk.tar", {"settings.json": b"{}", "a/code.gguf": b"1", "b/code.gguf": b"2"})
-    with pytest.raises(FileExistsError):
-        guest_init.read_config_disk(str(image), str(tmp_path / "models"))
-
-
-def test_embedding_models_are_told_apart_by_name() -> None:
-    assert guest_init.model_arguments(["/m/code.gguf", "/m/all-minilm:l6-v2.embedding.gguf"]) == [
-        "--model", "code=/m/code.gguf", "--embedder", "all-minilm:l6-v2=/m/all-minilm:l6-v2.embedding.gguf",
-    ]  # fmt: skip
+        guest_init.read_settings(str(image))
 
 
 def test_the_proxy_gets_the_settings_host_data_and_attests_for_real_by_default() -> None:

@@ -11,7 +11,8 @@ it imports can be missing when it runs, and it does exactly this, in order, then
 3. brings up ``lo`` and the first Ethernet interface with the address on the kernel command line
    (``cube.ip=10.0.2.15/24 cube.gw=10.0.2.2``; QEMU user networking's defaults when absent);
 4. reads the deployment settings from the config disk (``/dev/vda``, an uncompressed tar the host
-   provides with ``settings.json`` and the model files) and checks them: their SHA-256 is HOST_DATA,
+   provides with ``settings.json`` and the model files, which the runtime reads from the disk itself)
+   and checks them: their SHA-256 is HOST_DATA,
    which the attestation report carries, so a host that lies about the settings makes every client's
    policy check fail (and, with SEV-SNP, the guest checks it too before serving);
 5. starts the attestation agent's check and the proxy (``python -m cube_stack.proxy``), waits until it
@@ -48,7 +49,6 @@ CONFIG_DISK = "/dev/vda"
 MODULE_LIST = "/etc/cube/modules"
 MODEL_HASHES = "/etc/cube/model-hashes"
 RUNTIME_SOCKET = "/run/cube/runtime/runtime.sock"
-MODEL_DIR = "/run/cube/models"
 AUTH_GRPC_STUBS = "/usr/lib/cube/auth_grpc_stubs"  # generated at build time: no grpcio-tools in the image
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -206,52 +206,20 @@ def canonical_settings(raw: bytes) -> tuple[dict[str, object], bytes]:
     return data, host_data_digest(parse_deployment_settings(data))
 
 
-def read_config_disk(device: str = CONFIG_DISK, model_dir: str = MODEL_DIR) -> tuple[bytes, list[str]]:
-    """Read ``settings.json`` and extract the ``*.gguf`` members of the config disk into tmpfs.
+def read_settings(device: str = CONFIG_DISK) -> bytes:
+    """Return ``settings.json`` from the config disk, an uncompressed tar the host writes.
 
-    The disk is an uncompressed tar written by the host. Nothing in it is trusted: the settings are
-    bound by HOST_DATA, the models by their hashes (the runtime checks them against the image's list
-    before loading). Member names are flattened to their base name, so a hostile archive cannot write
-    outside the model directory.
+    Nothing on it is trusted: the settings are bound by HOST_DATA, and the runtime reads the model files
+    from the same disk straight into its hashed in-memory copies (``--model-archive``), refusing any whose
+    hash the image does not list. Only a regular file named ``settings.json`` of at most 64 KiB counts.
     """
-    os.makedirs(model_dir, mode=0o700, exist_ok=True)
-    settings: bytes | None = None
-    models: list[str] = []
     with tarfile.open(device, mode="r:") as archive:
         for member in archive:
-            if not member.isfile():
-                continue
-            base = os.path.basename(member.name)
-            source = archive.extractfile(member)
-            if source is None:
-                continue
-            if base == "settings.json" and member.size <= 65536:
-                settings = source.read()
-            elif base.endswith(".gguf") and not base.startswith("."):
-                target = os.path.join(model_dir, base)
-                with open(target, "xb") as out:
-                    while chunk := source.read(1 << 20):
-                        out.write(chunk)
-                models.append(target)
-    if settings is None:
-        raise ValueError(f"{device} holds no settings.json")
-    return settings, sorted(models)
-
-
-def model_arguments(paths: list[str]) -> list[str]:
-    """Return the runtime's ``--model`` and ``--embedder`` flags for the config disk's model files.
-
-    ``NAME.gguf`` is a model and ``NAME.embedding.gguf`` an embedding model (a llama.cpp conversion such
-    as all-MiniLM-L6-v2's); each is served as NAME.
-    """
-    flags: list[str] = []
-    for path in paths:
-        name = os.path.basename(path)[: -len(".gguf")]
-        if name.endswith(".embedding"):
-            flags += ["--embedder", f"{name[: -len('.embedding')]}={path}"]
-        else:
-            flags += ["--model", f"{name}={path}"]
-    return flags
+            if member.isfile() and os.path.basename(member.name) == "settings.json" and member.size <= 65536:
+                source = archive.extractfile(member)
+                if source is not None:
+                    return source.read()
+    raise ValueError(f"{device} holds no settings.json")
 
 
 def spawn(argv: list[str], env: dict[str, str]) -> int:
@@ -349,17 +317,16 @@ def main() -> None:
         options = kernel_options(cmdline.read())
     load_modules(simulated=options.get("cube.attestation") == "simulated")
     configure_network(options)
-    raw, models = read_config_disk()
-    settings, host_data = canonical_settings(raw)
-    log(f"settings HOST_DATA {host_data.hex()}, {len(models)} model file(s)")
+    settings, host_data = canonical_settings(read_settings())
+    log(f"settings HOST_DATA {host_data.hex()}")
     base = service_env(settings)
     python = "/usr/bin/python3.11"
     proxy = spawn([python, "-IBu", "-m", "cube_stack.proxy"], proxy_env(base, options, settings, host_data))
     wait_for_listener(int(options.get("cube.port", "8443")), proxy, timeout=300)
     log(f"proxy listening after {time.monotonic() - started:.1f} s")
     runtime_argv = [python, "-IBu", "-m", "cube_stack.runtime", "--socket", RUNTIME_SOCKET]
-    runtime_argv += ["--model-hashes", MODEL_HASHES, "--no-minilm"]  # no torch here: embedders are GGUF
-    runtime_argv += model_arguments(models)
+    runtime_argv += ["--model-hashes", MODEL_HASHES, "--model-archive", CONFIG_DISK]
+    runtime_argv += ["--no-minilm"]  # no torch here: embedding models are GGUF files on the disk
     if options.get("cube.threads"):
         runtime_argv += ["--threads", options["cube.threads"]]
     runtime = spawn(runtime_argv, base)
