@@ -29,6 +29,7 @@ from pathlib import Path
 
 from cube_stack.agent import Agent, SimulatedOptions, SimulatedProvider, select_provider
 from cube_stack.auth.grpc.client import GrpcAuthClient
+from cube_stack.log_level import configure_logging
 from cube_stack.private_files import write_private
 from cube_stack.proxy.app import create_proxy_app
 from cube_stack.proxy.authclient import AuthClient, GrpcProxyAuthClient, HttpAuthClient, grpc_client_tls
@@ -140,9 +141,10 @@ async def run_proxy(settings: ProxySettings) -> None:
 
 def main(environ: Mapping[str, str] | None = None) -> int:
     """Run the proxy from ``CUBE_PROXY_*`` variables; return the process exit status."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    env = os.environ if environ is None else environ
     try:
-        settings = ProxySettings.from_env(os.environ if environ is None else environ)
+        configure_logging(env)
+        settings = ProxySettings.from_env(env)
     except CubeError as exc:
         print(f"cube proxy: {exc.message}", file=sys.stderr)
         return 2

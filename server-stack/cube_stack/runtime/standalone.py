@@ -46,6 +46,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from cube_stack.log_level import configure_logging
 from cube_stack.runtime.builtin import BuiltinRuntime, BuiltinSettings
 from cube_stack.runtime.demo_model import DEMO_MODEL_FILE, DEMO_MODEL_NAME, write_demo_model
 from cube_stack.runtime.model_archive import read_archive
@@ -192,9 +193,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
     """Run the runtime for parsed arguments (``cube-stack runtime serve`` shares this)."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    env = os.environ if environ is None else environ
     try:
-        settings = settings_from(args, os.environ if environ is None else environ)
+        configure_logging(env)
+        settings = settings_from(args, env)
     except CubeError as exc:
         print(f"cube runtime: {exc.message}", file=sys.stderr)
         return 2
