@@ -6,9 +6,15 @@ this auth endpoint, this domain and this log level" apart from another CVM runni
 Operators compute it with ``cube-stack policy measure --host-data-from FILE``; a client recomputes it
 from the same settings with :func:`host_data_digest` (or any language: the bytes are spelled out below).
 
-The settings file is JSON with exactly these keys (all required)::
+The settings file is JSON with these keys (the first four required)::
 
-    {"version": 1, "auth_endpoint": "https://auth.example.com", "domain": "<domain id>", "log_level": "info"}
+    {"version": 1, "auth_endpoint": "https://auth.example.com", "domain": "<domain id>", "log_level": "info",
+     "auth_grpc": "auth.example.com:8181", "auth_grpc_ca": "<PEM text>"}
+
+``auth_grpc`` is where the proxy asks ``auth.v1`` about tokens (default: the auth endpoint's host, port
+8181) and ``auth_grpc_ca`` the PEM certificate(s) that verify that service's TLS (absent: plain gRPC).
+Both are optional and, when present, part of the digest: a host cannot point the CVM at another auth
+service, or at a man in the middle, without changing HOST_DATA.
 
 HOST_DATA = SHA-256 of the canonical form: the same object, keys sorted, no whitespace
 (``separators=(",", ":")``), non-ASCII kept as UTF-8. Formatting of the file therefore does not
@@ -47,6 +53,8 @@ class DeploymentSettings:
     auth_endpoint: str  # the auth service the proxy asks (https://... or http://... on loopback)
     domain: str  # the domain id the proxy serves
     log_level: str  # one of LOG_LEVELS: "debug" would log prompts, so a client may want to refuse it
+    auth_grpc: str | None = None  # host:port of auth.v1; None: the auth endpoint's host, port 8181
+    auth_grpc_ca: str | None = None  # PEM CA for auth.v1's TLS; None: plain gRPC
 
     def canonical_bytes(self) -> bytes:
         """Return the exact bytes whose SHA-256 is HOST_DATA."""
@@ -56,6 +64,10 @@ class DeploymentSettings:
             "log_level": self.log_level,
             "version": HOST_DATA_VERSION,
         }
+        if self.auth_grpc is not None:
+            fields["auth_grpc"] = self.auth_grpc
+        if self.auth_grpc_ca is not None:
+            fields["auth_grpc_ca"] = self.auth_grpc_ca
         return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -64,9 +76,10 @@ def parse_deployment_settings(data: object) -> DeploymentSettings:
     if not isinstance(data, Mapping):
         raise HostDataError("(top level)", f"found {type(data).__name__}, wanted a JSON object")
     wanted = {"version", "auth_endpoint", "domain", "log_level"}
-    unknown = sorted(set(data) - wanted)
+    optional = {"auth_grpc", "auth_grpc_ca"}
+    unknown = sorted(set(data) - wanted - optional)
     if unknown:
-        raise HostDataError(unknown[0], f"unknown key; wanted only {sorted(wanted)}")
+        raise HostDataError(unknown[0], f"unknown key; wanted only {sorted(wanted | optional)}")
     for key in sorted(wanted):
         if key not in data:
             raise HostDataError(key, "missing")
@@ -80,7 +93,37 @@ def parse_deployment_settings(data: object) -> DeploymentSettings:
         raise HostDataError("auth_endpoint", f"found {data['auth_endpoint']!r}, wanted an http(s) URL")
     if data["log_level"] not in LOG_LEVELS:
         raise HostDataError("log_level", f"found {data['log_level']!r}, wanted one of {list(LOG_LEVELS)}")
-    return DeploymentSettings(data["auth_endpoint"], data["domain"], data["log_level"])
+    return DeploymentSettings(
+        data["auth_endpoint"],
+        data["domain"],
+        data["log_level"],
+        _auth_grpc(data.get("auth_grpc")),
+        _auth_grpc_ca(data.get("auth_grpc_ca")),
+    )
+
+
+def _auth_grpc(value: object) -> str | None:
+    if value is None:
+        return None
+    host, sep, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
+    if not sep or not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
+        raise HostDataError("auth_grpc", f"found {value!r}, wanted host:port")
+    return str(value)
+
+
+def _auth_grpc_ca(value: object) -> str | None:
+    """Accept one or more PEM certificates that parse; anything else could not verify a server."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or "-----BEGIN CERTIFICATE-----" not in value:
+        raise HostDataError("auth_grpc_ca", "wanted PEM certificate text")
+    from cryptography import x509
+
+    try:
+        x509.load_pem_x509_certificates(value.encode())
+    except ValueError as exc:
+        raise HostDataError("auth_grpc_ca", f"not a PEM certificate ({exc})") from None
+    return value
 
 
 def host_data_digest(settings: DeploymentSettings) -> bytes:

@@ -51,3 +51,33 @@ def test_bad_settings_name_the_key(settings: dict[str, object], field: str):
     with pytest.raises(HostDataError) as caught:
         parse_deployment_settings(settings)
     assert (caught.value.code, caught.value.field) == ("host_data.invalid", field)
+
+
+def test_the_auth_grpc_address_and_ca_are_bound_when_given():
+    import trustme
+
+    ca = trustme.CA().cert_pem.bytes().decode()
+    plain = host_data_digest(parse_deployment_settings(SETTINGS))
+    with_grpc = parse_deployment_settings({**SETTINGS, "auth_grpc": "auth.example.com:7001"})
+    with_ca = parse_deployment_settings(
+        {**SETTINGS, "auth_grpc": "auth.example.com:7001", "auth_grpc_ca": ca}
+    )
+    assert b'"auth_grpc":"auth.example.com:7001"' in with_grpc.canonical_bytes()
+    assert len({plain, host_data_digest(with_grpc), host_data_digest(with_ca)}) == 3
+    assert with_ca.auth_grpc_ca == ca
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("auth_grpc", "no-port"),
+        ("auth_grpc", "host:99999"),
+        ("auth_grpc", 8181),
+        ("auth_grpc_ca", "not a certificate"),
+        ("auth_grpc_ca", "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n"),
+    ],
+)
+def test_a_bad_auth_grpc_setting_is_named(key: str, value: object):
+    with pytest.raises(HostDataError) as caught:
+        parse_deployment_settings({**SETTINGS, key: value})
+    assert caught.value.field == key

@@ -96,3 +96,17 @@ def test_init_refuses_to_run_outside_pid_1(tmp_path: Path) -> None:
 
     done = subprocess.run([sys.executable, guest_init.__file__], capture_output=True, text=True, check=False)
     assert done.returncode == 1 and "PID 1" in done.stderr
+
+
+def test_the_auth_grpc_address_and_ca_come_from_the_bound_settings(tmp_path: Path) -> None:
+    import trustme
+
+    ca = trustme.CA().cert_pem.bytes().decode()
+    raw = json.dumps({**SETTINGS, "auth_grpc": "10.0.2.2:7001", "auth_grpc_ca": ca}).encode()
+    settings, host_data = guest_init.canonical_settings(raw)
+    env = guest_init.proxy_env({}, {"cube.auth_grpc": "ignored:1"}, settings, host_data)
+    assert env["CUBE_PROXY_AUTH_GRPC"] == "10.0.2.2:7001"  # HOST_DATA-bound settings win
+    assert env["CUBE_PROXY_AUTH_GRPC_CA"] == guest_init.AUTH_GRPC_CA
+    written = tmp_path / "run" / "ca.pem"
+    guest_init.write_auth_grpc_ca(settings, str(written))
+    assert written.read_text() == ca

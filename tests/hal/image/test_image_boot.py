@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import trustme
 from process_kit import OutputReader, free_port
 from standalone_kit import AuthProcess, cube_stack, cube_stack_json
 
@@ -63,8 +64,14 @@ def cvm(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cvm]
         pytest.fail("qemu-system-x86_64 is not installed: apt-get install qemu-system-x86 (.ci/run does)")
     work = tmp_path_factory.mktemp("cvm")
     database = str(work / "auth.db")
+    # auth.v1 over TLS, verified in the guest by the CA the HOST_DATA-bound settings carry; the guest
+    # reaches the host's loopback at 10.0.2.2, so that is the name in the certificate.
+    ca = trustme.CA()
+    issued = ca.issue_cert("10.0.2.2")
+    issued.private_key_and_cert_chain_pem.write_to_path(str(work / "grpc.pem"))
+    tls = ["--grpc-tls-cert", str(work / "grpc.pem"), "--grpc-tls-key", str(work / "grpc.pem")]
     auth = AuthProcess.serve(
-        ["--database-url", database, "--http-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"]
+        ["--database-url", database, "--http-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0", *tls]
     )
     guest = None
     try:
@@ -81,6 +88,8 @@ def cvm(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cvm]
             "auth_endpoint": f"http://10.0.2.2:{http_port}",
             "domain": domain,
             "log_level": "info",
+            "auth_grpc": f"10.0.2.2:{grpc_port}",
+            "auth_grpc_ca": ca.cert_pem.bytes().decode(),
         }
         (work / "settings.json").write_text(json.dumps(settings))
         embedder = work / EMBEDDING_FILE
@@ -92,7 +101,7 @@ def cvm(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cvm]
         host_data = disk.split("HOST_DATA ")[1].strip()
         shutil.copy(AMDSEV, work / "OVMF.fd")
         port = free_port()
-        cmdline = f"console=ttyS0 panic=-1 cube.attestation=simulated cube.auth_grpc=10.0.2.2:{grpc_port}"
+        cmdline = "console=ttyS0 panic=-1 cube.attestation=simulated"
         (work / "deployment.toml").write_text(
             f'version = 1\nfirmware = "OVMF.fd"\nkernel = "{built.first.kernel}"\n'
             f'initramfs = "{built.first.initramfs}"\ncmdline = "{cmdline}"\n'

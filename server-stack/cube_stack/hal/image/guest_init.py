@@ -49,6 +49,7 @@ CONFIG_DISK = "/dev/vda"
 MODULE_LIST = "/etc/cube/modules"
 MODEL_HASHES = "/etc/cube/model-hashes"
 RUNTIME_SOCKET = "/run/cube/runtime/runtime.sock"
+AUTH_GRPC_CA = "/run/cube/auth-grpc-ca.pem"  # from the settings (auth_grpc_ca), so bound by HOST_DATA
 AUTH_GRPC_STUBS = "/usr/lib/cube/auth_grpc_stubs"  # generated at build time: no grpcio-tools in the image
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -285,8 +286,10 @@ def proxy_env(
 ) -> dict[str, str]:
     """Return the proxy's ``CUBE_PROXY_*`` settings.
 
-    The auth service's gRPC address defaults to the auth endpoint's host on port 8181 (``cube-stack auth
-    serve``'s default); ``cube.auth_grpc=HOST:PORT`` on the measured command line says otherwise.
+    The auth service's gRPC address is the settings' ``auth_grpc`` (bound by HOST_DATA), else
+    ``cube.auth_grpc=HOST:PORT`` on the measured command line, else the auth endpoint's host on port 8181
+    (``cube-stack auth serve``'s default). With the settings' ``auth_grpc_ca`` the proxy speaks TLS to
+    it, verified by that CA (:data:`AUTH_GRPC_CA`, written by :func:`write_auth_grpc_ca`).
     """
     auth = str(settings["auth_endpoint"]).rstrip("/")
     host = auth.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
@@ -297,7 +300,9 @@ def proxy_env(
             "CUBE_PROXY_HOST": "0.0.0.0",
             "CUBE_PROXY_PORT": options.get("cube.port", "8443"),
             "CUBE_PROXY_AUTH_URL": auth,
-            "CUBE_PROXY_AUTH_GRPC": options.get("cube.auth_grpc", f"{host}:8181"),
+            "CUBE_PROXY_AUTH_GRPC": str(
+                settings.get("auth_grpc") or options.get("cube.auth_grpc", f"{host}:8181")
+            ),
             "CUBE_PROXY_OLLAMA_URL": f"unix:{RUNTIME_SOCKET}",
             "CUBE_PROXY_ATTESTATION": "simulated" if mode == "simulated" else "auto",
             "CUBE_PROXY_ATTESTATION_HOST_DATA": host_data.hex(),
@@ -305,7 +310,18 @@ def proxy_env(
     )
     if mode == "simulated":
         env["CUBE_PROXY_ATTESTATION_STATE_DIR"] = "/run/cube/attestation"
+    if settings.get("auth_grpc_ca"):
+        env["CUBE_PROXY_AUTH_GRPC_CA"] = AUTH_GRPC_CA
     return env
+
+
+def write_auth_grpc_ca(settings: dict[str, object], path: str = AUTH_GRPC_CA) -> None:
+    """Write the settings' ``auth_grpc_ca`` (verified PEM, bound by HOST_DATA) where the proxy reads it."""
+    pem = settings.get("auth_grpc_ca")
+    if pem:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        with open(path, "x", encoding="ascii") as out:
+            out.write(str(pem))
 
 
 def main() -> None:
@@ -320,6 +336,7 @@ def main() -> None:
     settings, host_data = canonical_settings(read_settings())
     log(f"settings HOST_DATA {host_data.hex()}")
     base = service_env(settings)
+    write_auth_grpc_ca(settings)
     python = "/usr/bin/python3.11"
     proxy = spawn([python, "-IBu", "-m", "cube_stack.proxy"], proxy_env(base, options, settings, host_data))
     wait_for_listener(int(options.get("cube.port", "8443")), proxy, timeout=300)
