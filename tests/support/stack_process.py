@@ -97,3 +97,12 @@ def cube_stack_up(
             process.wait()
         process.stdout.close()
         process.stderr.close()
+
+
+def wait_for_line(process: subprocess.Popen[str], prefix: str) -> None:
+    """Read the child's stderr until a line starts with ``prefix``; fail with its status if it ends."""
+    assert process.stderr is not None
+    for line in process.stderr:
+        if line.startswith(prefix):
+            return
+    raise AssertionError(f"exited {process.wait()} before {prefix!r}")

@@ -3,9 +3,7 @@ services. (The boot test runs the same code as PID 1 in QEMU.)"""
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ import pytest
 from cube_stack.hal.image import guest_init
 from cube_wire.errors import CubeError
 from cube_wire.host_data import host_data_from_file
+from tests.support.archives import write_tar
 
 SETTINGS = {
     "version": 1,
@@ -20,19 +19,6 @@ SETTINGS = {
     "domain": "d-1",
     "log_level": "info",
 }
-
-
-def disk(path: Path, members: dict[str, bytes], *, links: dict[str, str] | None = None) -> Path:
-    with tarfile.open(path, "w") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-        for name, target in (links or {}).items():
-            info = tarfile.TarInfo(name)
-            info.type, info.linkname = tarfile.SYMTYPE, target
-            archive.addfile(info)
-    return path
 
 
 def test_kernel_options_keep_only_cube_switches() -> None:
@@ -59,7 +45,7 @@ def test_settings_the_client_rule_refuses_stop_the_boot(change: dict[str, object
 
 def test_settings_come_from_the_disk_and_nothing_is_extracted(tmp_path: Path) -> None:
     before = set(tmp_path.iterdir())
-    image = disk(
+    image = write_tar(
         tmp_path / "disk.tar",
         {"../../settings.json.gguf": b"GGUF", "deep/settings.json": json.dumps(SETTINGS).encode()},
         links={"settings.json": "/etc/passwd"},  # a link is not the settings
@@ -69,7 +55,7 @@ def test_settings_come_from_the_disk_and_nothing_is_extracted(tmp_path: Path) ->
 
 
 def test_a_disk_without_settings_stops_the_boot(tmp_path: Path) -> None:
-    image = disk(tmp_path / "disk.tar", {"code.gguf": b"GGUF", "settings.json": b"x" * 70000})
+    image = write_tar(tmp_path / "disk.tar", {"code.gguf": b"GGUF", "settings.json": b"x" * 70000})
     with pytest.raises(ValueError, match=r"no settings\.json"):
         guest_init.read_settings(str(image))
 

@@ -7,12 +7,10 @@ it; one changed byte inside the archive stops it before anything is served.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import httpx
@@ -22,19 +20,8 @@ from cube_stack.runtime.builtin import BuiltinSettings
 from cube_stack.runtime.demo_model import write_demo_model
 from cube_stack.runtime.errors import RuntimeSettingsError
 from cube_stack.runtime.model_archive import read_archive, served_name
-
-
-def tar(path: Path, members: dict[str, bytes], *, links: dict[str, str] | None = None) -> Path:
-    with tarfile.open(path, "w") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-        for name, target in (links or {}).items():
-            info = tarfile.TarInfo(name)
-            info.type, info.linkname = tarfile.SYMTYPE, target
-            archive.addfile(info)
-    return path
+from tests.support.archives import write_tar
+from tests.support.stack_process import wait_for_line
 
 
 @pytest.mark.parametrize(
@@ -56,7 +43,7 @@ def test_members_are_named_by_their_file_name(member: str, expected: tuple[str, 
 
 def test_the_listing_skips_settings_links_and_other_files(tmp_path: Path) -> None:
     archive = read_archive(
-        tar(
+        write_tar(
             tmp_path / "disk.tar",
             {"settings.json": b"{}", "code.gguf": b"GGUF1", "m.embedding.gguf": b"GGUF2", "notes.txt": b""},
             links={"link.gguf": "/etc/passwd"},
@@ -75,7 +62,7 @@ def test_the_listing_skips_settings_links_and_other_files(tmp_path: Path) -> Non
 )
 def test_unusable_archives_are_refused(tmp_path: Path, members: dict[str, bytes], message: str) -> None:
     with pytest.raises(RuntimeSettingsError, match=message):
-        read_archive(tar(tmp_path / "disk.tar", members))
+        read_archive(write_tar(tmp_path / "disk.tar", members))
 
 
 def test_a_file_that_is_not_a_tar_is_refused(tmp_path: Path) -> None:
@@ -85,7 +72,7 @@ def test_a_file_that_is_not_a_tar_is_refused(tmp_path: Path) -> None:
 
 
 def test_an_archive_is_served_only_with_a_hash_list(tmp_path: Path) -> None:
-    archive = read_archive(tar(tmp_path / "disk.tar", {"code.gguf": b"GGUF"}))
+    archive = read_archive(write_tar(tmp_path / "disk.tar", {"code.gguf": b"GGUF"}))
     with pytest.raises(RuntimeSettingsError, match="only with a model hash list"):
         BuiltinSettings(archive=archive)
 
@@ -102,17 +89,13 @@ def test_a_real_runtime_serves_the_archive_and_refuses_one_changed_byte(tmp_path
     model = write_demo_model(tmp_path / "demo.gguf", seed=0).read_bytes()
     hashes = tmp_path / "model-hashes"
     hashes.write_text(f"{hashlib.sha256(model).hexdigest()}  demo.gguf\n")
-    disk = tar(
+    disk = write_tar(
         tmp_path / "disk.tar", {"settings.json": json.dumps({"version": 1}).encode(), "demo.gguf": model}
     )
     socket = tmp_path / "run" / "runtime.sock"
     listed = serve(disk, hashes, socket)
     assert listed.stderr is not None
-    for line in listed.stderr:
-        if line.startswith("runtime ready: "):
-            break
-    else:
-        raise AssertionError(f"exited {listed.wait()} before ready")
+    wait_for_line(listed, "runtime ready: ")
     try:
         transport = httpx.HTTPTransport(uds=str(socket))
         with httpx.Client(transport=transport, base_url="http://runtime", timeout=30) as client:
@@ -125,7 +108,7 @@ def test_a_real_runtime_serves_the_archive_and_refuses_one_changed_byte(tmp_path
 
     changed = bytearray(model)
     changed[len(changed) // 2] ^= 0x01
-    tar(disk, {"settings.json": b"{}", "demo.gguf": bytes(changed)})
+    write_tar(disk, {"settings.json": b"{}", "demo.gguf": bytes(changed)})
     swapped = serve(disk, hashes, tmp_path / "run2" / "runtime.sock")
     _, err = swapped.communicate(timeout=60)
     assert swapped.returncode == 1, err

@@ -17,6 +17,7 @@ import pytest
 from cube_stack.runtime.demo_model import write_demo_model
 from cube_stack.runtime.errors import RuntimeSettingsError
 from cube_stack.runtime.model_files import ModelNotAllowedError, load_model_hashes, pin_model
+from tests.support.stack_process import wait_for_line
 
 pytestmark = pytest.mark.slow
 
@@ -42,11 +43,7 @@ def test_a_listed_model_is_served_and_one_changed_byte_is_refused(tmp_path: Path
 
     listed = serve(model, hashes, tmp_path / "run" / "runtime.sock")
     assert listed.stderr is not None
-    for line in listed.stderr:
-        if line.startswith("runtime ready: "):
-            break
-    else:
-        raise AssertionError(f"exited {listed.wait()} before ready")
+    wait_for_line(listed, "runtime ready: ")
     listed.terminate()
     listed.communicate(timeout=30)  # reads the rest of its log and closes the pipe
     assert listed.returncode == 0
