@@ -186,3 +186,8 @@ def test_config_disk_refuses_what_the_guest_would_refuse(
     with pytest.raises(HalError, match=message) as caught:
         write_config_disk(tmp_path / "disk.tar", tmp_path / "settings.json", [tmp_path / model])
     assert caught.value.code == "hal.config_invalid"
+
+
+def test_a_directory_without_distributions_says_which_one_to_use(tmp_path: Path) -> None:
+    with pytest.raises(HalError, match=r"prepare-image-env\.sh prints"):
+        pydists.find(tmp_path / "nonexistent")

@@ -33,6 +33,12 @@ SITE_PACKAGES = "usr/lib/python3/dist-packages"  # Debian's python3.11 reads pac
 
 def find(site_packages: Path) -> dict[str, metadata.Distribution]:
     """Return the distributions installed in ``site_packages`` by canonical name."""
+    if not any(site_packages.glob("*.dist-info")):
+        raise HalError(
+            code="hal.package_missing",
+            message=f"{site_packages} holds no Python distributions: use the directory "
+            "hal/scripts/prepare-image-env.sh prints",
+        )
     found: dict[str, metadata.Distribution] = {}
     for dist in metadata.distributions(path=[str(site_packages)]):
         name = canonicalize_name(dist.metadata["Name"])
@@ -66,7 +72,8 @@ def closure(
         if name not in available:
             raise HalError(
                 code="hal.package_missing",
-                message=f"Python distribution {requirement.name} is not installed in the build environment",
+                message=f"Python distribution {requirement.name} is not installed in the build environment "
+                "(hal/scripts/prepare-image-env.sh installs the lock's versions)",
             )
         wanted.setdefault(name, set()).update(extras)
         for text in available[name].requires or ():
