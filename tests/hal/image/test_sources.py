@@ -191,3 +191,13 @@ def test_config_disk_refuses_what_the_guest_would_refuse(
 def test_a_directory_without_distributions_says_which_one_to_use(tmp_path: Path) -> None:
     with pytest.raises(HalError, match=r"prepare-image-env\.sh prints"):
         pydists.find(tmp_path / "nonexistent")
+
+
+def test_a_single_file_read_for_the_image_is_checked_too(tmp_path: Path) -> None:
+    """The kernel and its modules are read one by one (not through the package walk): same check."""
+    package, root = dpkg_package(tmp_path, {"lib/modules/6.1/virtio.ko": b"elf"})
+    assert debian.read_verified(package, "/lib/modules/6.1/virtio.ko", root=root) == b"elf"
+    (root / "lib/modules/6.1/virtio.ko").write_bytes(b"patched")
+    with pytest.raises(HalError) as caught:
+        debian.read_verified(package, "/lib/modules/6.1/virtio.ko", root=root)
+    assert caught.value.code == "hal.package_modified"

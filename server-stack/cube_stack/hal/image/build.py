@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from importlib import resources
 from pathlib import Path
 
@@ -98,28 +96,28 @@ def _modules_in_order(release: str, names: Iterable[str], root: Path = MODULES_R
     return ordered
 
 
-def kernel_entries(release: str, names: Iterable[str], root: Path = MODULES_ROOT) -> list[Entry]:
-    """Return the modules and ``/etc/cube/modules`` (their absolute paths in load order)."""
+def kernel_entries(release: str, names: Iterable[str]) -> list[Entry]:
+    """Return the modules and ``/etc/cube/modules`` (their absolute paths in load order).
+
+    Each module is checked against the MD5 dpkg recorded for the kernel's package, like every other
+    file of the image.
+    """
+    package = debian.installed(f"linux-image-{release}")
     entries: list[Entry] = []
     paths: list[str] = []
-    for module in _modules_in_order(release, names, root):
+    for module in _modules_in_order(release, names):
         image_path = f"usr/lib/modules/{release}/{module}"
-        entries.append(_file(image_path, (root / release / module).read_bytes()))
+        data = debian.read_verified(package, f"{MODULES_ROOT}/{release}/{module}")
+        entries.append(_file(image_path, data))
         paths.append(f"/{image_path}")
     entries.append(_file("etc/cube/modules", ("\n".join(paths) + "\n").encode()))
     return entries
 
 
-def kernel_image(release: str) -> tuple[Path, bytes]:
-    """Return the kernel for ``release`` from /boot, checked against its package's dpkg MD5."""
+def kernel_image(release: str, out: Path) -> None:
+    """Copy the kernel for ``release`` from /boot to ``out``, checked against its package's dpkg MD5."""
     package = debian.installed(f"linux-image-{release}")
-    path = BOOT / f"vmlinuz-{release}"
-    data = path.read_bytes()
-    sums = debian._md5sums(package)
-    expected = sums.get(f"boot/vmlinuz-{release}")
-    if expected is not None and hashlib.md5(data, usedforsecurity=False).hexdigest() != expected:
-        raise HalError(f"{path} differs from what dpkg installed", code="hal.package_modified")
-    return path, data
+    out.write_bytes(debian.read_verified(package, str(BOOT / f"vmlinuz-{release}")))
 
 
 def check_debian_lock(spec: ImageSpec, lock: ImageLock) -> list[debian.DebianPackage]:
@@ -269,7 +267,6 @@ def manifest_text(entries: Iterable[Entry]) -> str:
 def build_image(spec: ImageSpec, lock: ImageLock, out_dir: Path, *, site_packages: Path) -> BuildResult:
     """Build ``initramfs.cpio.gz``, copy the kernel and write ``manifest.txt`` into ``out_dir``."""
     entries = image_entries(spec, lock, site_packages=site_packages)
-    kernel_path, _ = kernel_image(lock.kernel_release)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile() as archive:
         write_cpio(entries, archive, mtime=lock.source_date_epoch)
@@ -279,7 +276,7 @@ def build_image(spec: ImageSpec, lock: ImageLock, out_dir: Path, *, site_package
     initramfs = out_dir / "initramfs.cpio.gz"
     initramfs.write_bytes(compressed)
     kernel_out = out_dir / "vmlinuz"
-    shutil.copyfile(kernel_path, kernel_out)
+    kernel_image(lock.kernel_release, kernel_out)
     manifest = out_dir / "manifest.txt"
     manifest.write_text(manifest_text(entries))
     return BuildResult(
@@ -307,8 +304,3 @@ def current_lock(
         debian=debian_versions,
         python={name: available[name].version for name in names},
     )
-
-
-def matches(path: str, patterns: Iterable[str]) -> bool:
-    """Return whether ``path`` matches any glob of ``patterns`` (shared by the content tests)."""
-    return any(fnmatchcase(path, pattern) for pattern in patterns)

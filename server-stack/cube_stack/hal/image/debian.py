@@ -114,15 +114,24 @@ def package_entries(
             continue
         if not stat.S_ISREG(info.st_mode):
             continue
-        data = host.read_bytes()
-        expected = sums.get(path)
-        if expected is not None and hashlib.md5(data, usedforsecurity=False).hexdigest() != expected:
-            raise HalError(
-                code="hal.package_modified",
-                message=f"{host} differs from what dpkg installed for {package.name} {package.version}: "
-                f"reinstall it (apt-get install --reinstall {package.name})",
-            )
+        data = _verified(package, host, host.read_bytes(), sums.get(path))
         yield Entry(path, stat.S_IFREG | (info.st_mode & 0o755), data)
+
+
+def read_verified(package: DebianPackage, dpkg_path: str, *, root: Path = Path("/")) -> bytes:
+    """Return one file of ``package`` (a path as dpkg lists it), checked against dpkg's MD5 of it."""
+    host = root / dpkg_path.lstrip("/")
+    return _verified(package, host, host.read_bytes(), _md5sums(package).get(image_path(dpkg_path)))
+
+
+def _verified(package: DebianPackage, host: Path, data: bytes, expected: str | None) -> bytes:
+    if expected is not None and hashlib.md5(data, usedforsecurity=False).hexdigest() != expected:
+        raise HalError(
+            code="hal.package_modified",
+            message=f"{host} differs from what dpkg installed for {package.name} {package.version}: "
+            f"reinstall it (apt-get install --reinstall {package.name})",
+        )
+    return data
 
 
 def merged_usr_links() -> list[Entry]:
