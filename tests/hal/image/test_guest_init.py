@@ -34,7 +34,7 @@ def test_host_data_is_the_digest_clients_compute(tmp_path: Path) -> None:
     (tmp_path / "s.json").write_bytes(raw)
     settings, host_data = guest_init.canonical_settings(raw)
     assert host_data == host_data_from_file(tmp_path / "s.json")
-    assert settings["domain"] == "d-1"
+    assert settings.domain == "d-1"
 
 
 @pytest.mark.parametrize("change", [{"extra": 1}, {"log_level": "trace"}, {"auth_endpoint": "file:///etc"}])

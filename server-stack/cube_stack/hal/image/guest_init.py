@@ -12,9 +12,9 @@ it imports can be missing when it runs, and it does exactly this, in order, then
    (``cube.ip=10.0.2.15/24 cube.gw=10.0.2.2``; QEMU user networking's defaults when absent);
 4. reads the deployment settings from the config disk (``/dev/vda``, an uncompressed tar the host
    provides with ``settings.json`` and the model files, which the runtime reads from the disk itself)
-   and checks them: their SHA-256 is HOST_DATA,
-   which the attestation report carries, so a host that lies about the settings makes every client's
-   policy check fail (and, with SEV-SNP, the guest checks it too before serving);
+   and checks them: their SHA-256 is HOST_DATA, which the attestation report carries, so a host that
+   lies about the settings makes every client's policy check fail (and, with SEV-SNP, the proxy
+   compares them with its own report before serving);
 5. starts the attestation agent's check and the proxy (``python -m cube_stack.proxy``), waits until it
    listens (it attests once before listening), then the model runtime on a Unix socket, serving only
    the model files whose SHA-256 is in ``/etc/cube/model-hashes``;
@@ -44,6 +44,9 @@ import struct
 import sys
 import tarfile
 import time
+from urllib.parse import urlsplit
+
+from cube_wire.host_data import DeploymentSettings, host_data_digest, parse_deployment_settings
 
 CONFIG_DISK = "/dev/vda"
 MODULE_LIST = "/etc/cube/modules"
@@ -199,12 +202,10 @@ def kernel_options(text: str) -> dict[str, str]:
     return options
 
 
-def canonical_settings(raw: bytes) -> tuple[dict[str, object], bytes]:
+def canonical_settings(raw: bytes) -> tuple[DeploymentSettings, bytes]:
     """Return the settings and HOST_DATA, by the same code clients run (``cube attest host-data``)."""
-    from cube_wire.host_data import host_data_digest, parse_deployment_settings
-
-    data = json.loads(raw)
-    return data, host_data_digest(parse_deployment_settings(data))
+    settings = parse_deployment_settings(json.loads(raw))
+    return settings, host_data_digest(settings)
 
 
 def read_settings(device: str = CONFIG_DISK) -> bytes:
@@ -270,19 +271,19 @@ def _describe(status: int) -> str:
     return f"exit {os.WEXITSTATUS(status)}"
 
 
-def service_env(settings: dict[str, object]) -> dict[str, str]:
+def service_env(settings: DeploymentSettings) -> dict[str, str]:
     """Return the environment shared by the services (no secrets; settings are HOST_DATA-bound)."""
     return {
         "PATH": "/usr/bin",
         "HOME": "/run/cube",
         "LANG": "C.UTF-8",
-        "CUBE_LOG_LEVEL": str(settings["log_level"]),
+        "CUBE_LOG_LEVEL": settings.log_level,
         "CUBE_AUTH_GRPC_STUBS": AUTH_GRPC_STUBS,
     }
 
 
 def proxy_env(
-    base: dict[str, str], options: dict[str, str], settings: dict[str, object], host_data: bytes
+    base: dict[str, str], options: dict[str, str], settings: DeploymentSettings, host_data: bytes
 ) -> dict[str, str]:
     """Return the proxy's ``CUBE_PROXY_*`` settings.
 
@@ -291,8 +292,8 @@ def proxy_env(
     (``cube-stack auth serve``'s default). With the settings' ``auth_grpc_ca`` the proxy speaks TLS to
     it, verified by that CA (:data:`AUTH_GRPC_CA`, written by :func:`write_auth_grpc_ca`).
     """
-    auth = str(settings["auth_endpoint"]).rstrip("/")
-    host = auth.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+    auth = settings.auth_endpoint.rstrip("/")
+    default_grpc = f"{urlsplit(auth).hostname}:8181"
     mode = options.get("cube.attestation", "sev-snp")
     env = dict(base)
     env.update(
@@ -300,9 +301,7 @@ def proxy_env(
             "CUBE_PROXY_HOST": "0.0.0.0",
             "CUBE_PROXY_PORT": options.get("cube.port", "8443"),
             "CUBE_PROXY_AUTH_URL": auth,
-            "CUBE_PROXY_AUTH_GRPC": str(
-                settings.get("auth_grpc") or options.get("cube.auth_grpc", f"{host}:8181")
-            ),
+            "CUBE_PROXY_AUTH_GRPC": settings.auth_grpc or options.get("cube.auth_grpc", default_grpc),
             "CUBE_PROXY_OLLAMA_URL": f"unix:{RUNTIME_SOCKET}",
             "CUBE_PROXY_ATTESTATION": "simulated" if mode == "simulated" else "auto",
             "CUBE_PROXY_ATTESTATION_HOST_DATA": host_data.hex(),
@@ -310,18 +309,17 @@ def proxy_env(
     )
     if mode == "simulated":
         env["CUBE_PROXY_ATTESTATION_STATE_DIR"] = "/run/cube/attestation"
-    if settings.get("auth_grpc_ca"):
+    if settings.auth_grpc_ca:
         env["CUBE_PROXY_AUTH_GRPC_CA"] = AUTH_GRPC_CA
     return env
 
 
-def write_auth_grpc_ca(settings: dict[str, object], path: str = AUTH_GRPC_CA) -> None:
+def write_auth_grpc_ca(settings: DeploymentSettings, path: str = AUTH_GRPC_CA) -> None:
     """Write the settings' ``auth_grpc_ca`` (verified PEM, bound by HOST_DATA) where the proxy reads it."""
-    pem = settings.get("auth_grpc_ca")
-    if pem:
+    if settings.auth_grpc_ca:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         with open(path, "x", encoding="ascii") as out:
-            out.write(str(pem))
+            out.write(settings.auth_grpc_ca)
 
 
 def main() -> None:
