@@ -355,22 +355,6 @@ def through_balancer(topology: Topology, method: str, path: str, token: str, **k
         )
 
 
-def poll_until(
-    call: Callable[[], httpx.Response], until: Callable[[httpx.Response], bool], timeout: float
-) -> httpx.Response:
-    """Repeat ``call`` every 0.2 s until ``until`` holds; fail with the last answer at the deadline.
-
-    For waits that are about time by nature (a cached decision expiring, gRPC reconnecting).
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        response = call()
-        if until(response):
-            return response
-        assert time.monotonic() < deadline, f"still {response.status_code}: {response.text}"
-        time.sleep(0.2)  # a poll interval, not synchronisation: the condition is checked every round
-
-
 @contextlib.contextmanager
 def running_topology(
     runtime_url: str, agent_state: Path, workdir: Path, proxy_settings: Mapping[str, str]

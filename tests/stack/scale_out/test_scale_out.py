@@ -35,11 +35,10 @@ from scale_out_kit import (
     RuntimeProcess,
     Topology,
     needs_balancer,
-    poll_until,
     running_topology,
     through_balancer,
 )
-from standalone_kit import AuthProcess, code_of
+from standalone_kit import AuthProcess, code_of, poll
 
 from tests.e2e.conftest import INLINE_CAPABILITIES, Session
 
@@ -190,7 +189,7 @@ def _poll_each_proxy(topology: Topology, token: str, status: int) -> None:
             for p in topology.proxies
         )
 
-    poll_until(lambda: through_balancer(topology, "GET", "/api/tags", token), every_proxy_done, timeout=20)
+    poll(lambda: through_balancer(topology, "GET", "/api/tags", token), every_proxy_done, timeout=20)
 
 
 def test_an_auth_outage_gives_503_once_decisions_expire_then_service_returns(topology: Topology) -> None:
@@ -202,7 +201,7 @@ def test_an_auth_outage_gives_503_once_decisions_expire_then_service_returns(top
     assert auth.stop() == 0
 
     # Cached decisions serve until they expire (1 s), then every proxy answers 503.
-    down = poll_until(
+    down = poll(
         lambda: through_balancer(topology, "GET", "/api/tags", erin.jwt), lambda r: r.status_code != 200, 20
     )
     assert down.status_code == 503 and code_of(down) == "cube_proxy.auth_unavailable", down.text
